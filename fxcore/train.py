@@ -1,0 +1,461 @@
+"""Lockstep trainer: K identical networks, one per attribute, same init, same batches, same optimizer.
+
+Determinism (documented contract): the shared init comes from ``torch.manual_seed(seed)``; the data
+order of epoch ``e`` is ``torch.randperm(N)`` from a generator seeded with ``seed + e`` (exactly what
+``DistributedSampler(seed=seed).set_epoch(e)`` draws, so a torchrun job sees the same global order);
+dropout draws from the global RNG reseeded with ``seed * 1000 + e`` at each epoch start. Hence
+``--resume`` from epoch E replays epochs E+1.. exactly as an uninterrupted run would.
+
+Under ``torchrun`` each model is wrapped in DistributedDataParallel, ranks see disjoint slices of
+every global batch (``--batch-size`` is the global batch), and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fxcore import __version__
+from fxcore.checkpoints import (
+    FORMAT,
+    CheckpointError,
+    append_jsonl,
+    atomic_write_bytes,
+    atomic_write_json,
+    epoch_file,
+    load_experiment,
+    read_jsonl,
+    save_checkpoint,
+)
+from fxcore.data import FxDataset, load_dataset, uint8_to_input
+from fxcore.models import VGG_NAMES, ModelError, build_model
+from fxcore.optim_state import load_optimizer, save_optimizer
+
+# Config keys that may change between a run and its resumption without changing the results' meaning.
+_RESUMABLE_KEYS = {"epochs", "device", "workers", "progress"}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines an experiment (saved in experiment.json and every checkpoint)."""
+
+    dataset: str = "celeba"  # image source: celeba | synthfaces | mnist
+    data_root: str | None = None  # dataset folder (CelebA official layout / MNIST IDX); None = bundled
+    attributes: list[str] = field(default_factory=lambda: ["Smiling", "Male"])  # one run per attribute
+    model: str = "vgg19"  # architecture shared by all runs (seed paper: VGG-19)
+    epochs: int = 10  # epochs to train (checkpoints epoch_000..epoch_N)
+    batch_size: int = 16  # global batch size (seed paper: 16)
+    lr: float = 1e-3  # Adam learning rate (seed paper: 1e-3)
+    loss: str = "auto"  # auto = BCE on one logit for binary, MSE on one-hot for multi-class (seed)
+    image_size: int = 224  # square input side in pixels (VGG's native 224; vgg-mini uses 64)
+    seed: int = 0  # fixes the shared init, the data order and dropout
+    pretrained: str = "auto"  # ImageNet weights for VGG: auto (when available) | yes | no
+    weights: str | None = None  # local .safetensors with ImageNet weights (offline pretrained)
+    max_train: int | None = None  # keep only the first N training images (quick experiments)
+    max_val: int | None = None  # keep only the first N validation images
+    val_fraction: float = 0.1  # carved from train when the official val split has no images
+    synth_train: int | None = None  # SynthFaces training-set size (None = its default)
+    device: str = "auto"  # auto = cuda, then mps, then cpu
+    amp: str = "none"  # none | bf16 (autocast on CUDA only)
+    channels_last: bool = False  # NHWC memory format (faster convs on CUDA tensor cores)
+    workers: int = 2  # DataLoader workers when images are streamed from disk
+    cache_gb: float = 4.0  # decode the whole split into memory once when it fits in this budget
+    progress: bool = True  # show a progress bar per epoch
+
+    def shared(self) -> dict[str, Any]:
+        """The config keys that must match for a resumed or extended experiment."""
+        return {k: v for k, v in asdict(self).items() if k not in _RESUMABLE_KEYS}
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass
+class Dist:
+    """torchrun environment (world 1 when not launched by torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> Dist:
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                   int(os.environ.get("LOCAL_RANK", 0)))  # fmt: skip
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """Global data order of one epoch (DistributedSampler's draw for shuffle=True)."""
+    g = torch.Generator()
+    g.manual_seed(seed + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def _batches(order: torch.Tensor, batch: int, dist: Dist) -> list[tuple[torch.Tensor, int]]:
+    """This rank's index batches with the global batch size: rank r takes every world-th item of
+    each global batch (a final global batch smaller than the world is dropped so no rank idles)."""
+    out = []
+    for start in range(0, len(order), batch):
+        chunk = order[start : start + batch]
+        if len(chunk) < dist.world:
+            break
+        out.append((chunk[dist.rank :: dist.world], len(chunk)))
+    return out
+
+
+class _Stream(torch.utils.data.Dataset):
+    """Items as uint8 images for the DataLoader path (normalisation happens on the device)."""
+
+    def __init__(self, ds: FxDataset) -> None:
+        self.ds, self.labels = ds, torch.from_numpy(ds.labels())
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.ds.get_uint8(i), self.labels[i]
+
+
+def _loader(ds: FxDataset, cfg: TrainConfig, batches: list[torch.Tensor], pin: bool):
+    """Yield (uint8 images (B,C,S,S), labels (B,K)) for the given index batches, decoding once."""
+    if ds.nbytes_uint8() <= cfg.cache_gb * 2**30:
+        images, labels = ds.images_uint8(), torch.from_numpy(ds.labels())
+        for idx in batches:
+            yield images[idx], labels[idx]
+        return
+    dl = torch.utils.data.DataLoader(
+        _Stream(ds), batch_sampler=[b.tolist() for b in batches], num_workers=cfg.workers,
+        pin_memory=pin, persistent_workers=False,
+    )  # fmt: skip
+    yield from dl
+
+
+def task_loss(cfg: TrainConfig, num_classes: int) -> str:
+    if cfg.loss != "auto":
+        return cfg.loss
+    return "bce" if num_classes == 2 else "mse"
+
+
+def compute_loss(out: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
+    """``out`` (B, O) logits; ``y`` (B,) 0/1 for binary or class indices for multi-class."""
+    if out.shape[1] == 1:
+        if loss == "mse":
+            return F.mse_loss(torch.sigmoid(out[:, 0]), y)
+        return F.binary_cross_entropy_with_logits(out[:, 0], y)
+    target = y.long()
+    if loss == "ce":
+        return F.cross_entropy(out, target)
+    # Seed paper: softmax outputs against one-hot targets with mean squared error.
+    return F.mse_loss(torch.softmax(out, 1), F.one_hot(target, out.shape[1]).to(out.dtype))
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Binary ROC-AUC by the rank-sum formula (ties get average ranks); NaN if one class only."""
+    pos, n = labels > 0.5, len(labels)
+    n_pos, n_neg = int(pos.sum()), n - int(pos.sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(n, dtype=np.float64)
+    sorted_scores = scores[order]
+    i = 0
+    while i < n:  # average ranks of tied scores
+        j = i
+        while j + 1 < n and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+@torch.no_grad()
+def evaluate(models: list[nn.Module], ds: FxDataset, cfg: TrainConfig, device: torch.device,
+             losses: list[str]) -> list[dict[str, float]]:  # fmt: skip
+    """Validation loss, accuracy and ROC-AUC (binary) of each model on ``ds``."""
+    for m in models:
+        m.eval()
+    order = torch.arange(len(ds))
+    batches = [b for b, _ in _batches(order, 256, Dist())]
+    outs: list[list[torch.Tensor]] = [[] for _ in models]
+    ys = []
+    for xb, yb in _loader(ds, cfg, batches, pin=False):
+        x = uint8_to_input(xb.to(device), ds.normalize)
+        ys.append(yb)
+        for k, m in enumerate(models):
+            with _autocast(cfg, device):
+                outs[k].append(m(x).float().cpu())
+    y = torch.cat(ys) if ys else torch.zeros(0, len(models))
+    results = []
+    for k, _m in enumerate(models):
+        out = torch.cat(outs[k]) if outs[k] else torch.zeros(0, 1)
+        row: dict[str, float] = {"val_loss": float(compute_loss(out, y[:, k], losses[k]))}
+        if out.shape[1] == 1:
+            row["val_accuracy"] = float(((out[:, 0] > 0).float() == y[:, k]).float().mean())
+            row["val_auc"] = roc_auc(out[:, 0].numpy(), y[:, k].numpy())
+        else:
+            row["val_accuracy"] = float((out.argmax(1) == y[:, k].long()).float().mean())
+        results.append(row)
+    return results
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    enabled = cfg.amp == "bf16" and device.type == "cuda"
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C: the last complete epoch is on disk; the message says how to resume."""
+
+
+def _prepare_out(out: Path, cfg: TrainConfig, resume: bool, force: bool) -> int:
+    """Check/prepare the experiment folder; return the epoch to start after (-1 = fresh)."""
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"{out}: exists and is a file; pass a folder for --out")
+    if (out / "experiment.json").is_file():
+        exp = load_experiment(out)
+        saved = exp.info.get("config", {})
+        same = {k: v for k, v in saved.items() if k not in _RESUMABLE_KEYS} == cfg.shared()
+        if force:
+            for run in exp.runs:
+                shutil.rmtree(run.path)
+            return -1
+        if not same:
+            diff = sorted(k for k in cfg.shared() if saved.get(k) != cfg.shared()[k])
+            raise CheckpointError(
+                f"{out} holds an experiment with a different config (differs in: "
+                f"{', '.join(diff)}); choose another --out or pass --force to overwrite it"
+            )
+        done = complete_epoch(out, cfg.attributes)
+        if not resume:
+            if done < 0:
+                return -1
+            raise CheckpointError(
+                f"{out} already has epochs 0..{done}; pass --resume to continue "
+                "(or --force to start over)"
+            )
+        return done
+    out.mkdir(parents=True, exist_ok=True)
+    try:  # fail before any training if the folder is read-only
+        atomic_write_bytes(out / ".write-test", b"ok")
+        (out / ".write-test").unlink()
+    except (CheckpointError, OSError) as exc:
+        raise CheckpointError(f"{out}: cannot write checkpoints here ({exc})") from exc
+    return -1
+
+
+def complete_epoch(out: Path, attributes: list[str]) -> int:
+    """Last epoch that every run finished: valid checkpoint, metrics row and optimizer state."""
+    done = []
+    for attr in attributes:
+        run_dir = out / attr
+        rows = {int(r["epoch"]) for r in read_jsonl(run_dir / "metrics.jsonl") if "epoch" in r}
+        e = -1
+        while True:
+            nxt = e + 1
+            path = epoch_file(run_dir, nxt)
+            if not path.is_file() or (nxt > 0 and (nxt not in rows)):
+                break
+            if not (run_dir / f"optim_{nxt:03d}.safetensors").is_file():
+                break
+            e = nxt
+        done.append(e)
+    return min(done) if done else -1
+
+
+def _rollback(run_dir: Path, keep_upto: int) -> None:
+    """Drop anything past the last complete epoch so files and metrics agree again."""
+    for p in run_dir.glob("*.safetensors"):
+        stem = p.stem.split("_")
+        if len(stem) == 2 and stem[1].isdigit() and int(stem[1]) > keep_upto:
+            p.unlink()
+    for p in run_dir.glob(".*.tmp"):
+        p.unlink()
+    rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if int(r.get("epoch", -1)) <= keep_upto]
+    data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+    atomic_write_bytes(run_dir / "metrics.jsonl", data.encode())
+
+
+def _initial_model(cfg: TrainConfig, n_out: int) -> tuple[nn.Module, bool]:
+    """The shared init: ImageNet weights when asked (or available, for ``auto``), else seeded."""
+    torch.manual_seed(cfg.seed)
+    if cfg.weights or cfg.pretrained == "yes":
+        return build_model(cfg.model, n_out, pretrained=True, weights=cfg.weights), True
+    if cfg.pretrained == "auto" and cfg.model in VGG_NAMES:
+        try:
+            return build_model(cfg.model, n_out, pretrained=True), True
+        except ModelError as exc:  # offline: fall back to scratch, and say so
+            print(f"note: {exc}\nnote: training {cfg.model} from scratch", file=sys.stderr)
+            torch.manual_seed(cfg.seed)
+    return build_model(cfg.model, n_out), False
+
+
+def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool = False) -> Path:
+    """Train ``len(cfg.attributes)`` models in lockstep and write every epoch under ``out``."""
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    dist = Dist.from_env()
+    if dist.world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo"
+        torch.distributed.init_process_group(backend)
+    device = pick_device(cfg.device)
+    if device.type == "cuda" and dist.world > 1:
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+
+    start = _prepare_out(out, cfg, resume, force) if dist.main else -1
+    if dist.world > 1:  # everyone starts from rank 0's decision
+        box = [start]
+        torch.distributed.broadcast_object_list(box, src=0)
+        start = int(box[0])
+
+    kw = dict(root=cfg.data_root, attributes=cfg.attributes, seed=cfg.seed)
+    if cfg.dataset != "mnist":
+        kw.update(image_size=cfg.image_size)
+    train_kw = dict(kw, max_samples=cfg.max_train)
+    if cfg.dataset == "synthfaces" and cfg.synth_train:
+        train_kw["num_samples"] = cfg.synth_train
+    ds_train = load_dataset(cfg.dataset, split="train", **train_kw)
+    ds_val = load_dataset(cfg.dataset, split="val", **dict(kw, max_samples=cfg.max_val))
+    attrs = list(ds_train.attributes)
+    classes = {ds_train.num_classes[a] for a in attrs}
+    if len(classes) != 1:
+        raise CheckpointError("lockstep runs need one head size: pick attributes of the same kind")
+    n_cls = classes.pop()
+    n_out = 1 if n_cls == 2 else n_cls
+    losses = [task_loss(cfg, ds_train.num_classes[a]) for a in attrs]
+
+    # One init, copied K times: epoch_000 is bit-identical across runs.
+    base, pretrained_used = _initial_model(cfg, n_out)
+    models = [copy.deepcopy(base).to(device) for _ in attrs]
+    if cfg.channels_last:
+        models = [m.to(memory_format=torch.channels_last) for m in models]
+    opts = [torch.optim.Adam(m.parameters(), lr=cfg.lr) for m in models]
+    run_dirs = [out / a for a in attrs]
+    shapes = {k: list(v.shape) for k, v in base.state_dict().items()}
+    fp = ds_train.fingerprint()
+
+    if start >= 0:  # resume: weights and optimizer state of the last complete epoch
+        for k, d in enumerate(run_dirs):
+            from safetensors.torch import load_file
+
+            models[k].load_state_dict(load_file(str(epoch_file(d, start))))
+            load_optimizer(opts[k], d / f"optim_{start:03d}.safetensors")
+    if dist.main:
+        if start >= 0:
+            for d in run_dirs:
+                _rollback(d, start)
+        else:
+            exp_info = {"format": FORMAT, "name": out.name, "dataset": cfg.dataset, "model": cfg.model,
+                        "attributes": attrs, "runs": attrs, "config": asdict(cfg), "data_fingerprint": fp,
+                        "pretrained_used": pretrained_used,
+                        "fxcore_version": __version__, "torch_version": torch.__version__}  # fmt: skip
+            atomic_write_json(out / "experiment.json", exp_info)
+            for k, d in enumerate(run_dirs):
+                d.mkdir(parents=True, exist_ok=True)
+                (d / "metrics.jsonl").unlink(missing_ok=True)
+                run_info = {"format": FORMAT, "experiment": out.name, "run": attrs[k],
+                            "attribute": attrs[k], "model": cfg.model, "dataset": cfg.dataset,
+                            "num_outputs": n_out, "loss": losses[k], "config": asdict(cfg),
+                            "tensors": shapes}  # fmt: skip
+                atomic_write_json(d / "run.json", run_info)
+                meta = {"epoch": 0, "run": attrs[k], "config": asdict(cfg), "metrics": {},
+                        "data_fingerprint": fp, "fxcore_version": __version__,
+                        "torch_version": torch.__version__}  # fmt: skip
+                save_optimizer(opts[k], d / "optim_000.safetensors", epoch=0)
+                save_checkpoint(epoch_file(d, 0), base.state_dict(), meta)
+
+    if dist.world > 1:
+        ids = [dist.local_rank] if device.type == "cuda" else None
+        wrapped = [nn.parallel.DistributedDataParallel(m, device_ids=ids) for m in models]
+    else:
+        wrapped = models
+    pin = device.type == "cuda"
+    n = len(ds_train)
+    try:
+        for epoch in range(start + 1 if start >= 0 else 1, cfg.epochs + 1):
+            torch.manual_seed(cfg.seed * 1000 + epoch)
+            order = epoch_order(n, cfg.seed, epoch)
+            plan = _batches(order, cfg.batch_size, dist)
+            batches, global_sizes = [b for b, _ in plan], [g for _, g in plan]
+            for m in wrapped:
+                m.train()
+            sums = [0.0] * len(models)
+            t0, seen = time.perf_counter(), 0
+            bar = tqdm(total=n, desc=f"epoch {epoch}/{cfg.epochs}", unit="img",
+                       disable=not (cfg.progress and dist.main), leave=False)  # fmt: skip
+            for step, (xb, yb) in enumerate(_loader(ds_train, cfg, batches, pin)):
+                x = uint8_to_input(xb.to(device, non_blocking=pin), ds_train.normalize)
+                if cfg.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                y = yb.to(device)
+                # DDP averages rank gradients; weight each rank by its share of the global batch so
+                # the update equals the single-process mean over the whole batch.
+                scale = len(xb) * dist.world / global_sizes[step] if dist.world > 1 else 1.0
+                for k, (m, opt) in enumerate(zip(wrapped, opts)):
+                    opt.zero_grad(set_to_none=True)
+                    with _autocast(cfg, device):
+                        loss = compute_loss(m(x).float(), y[:, k], losses[k])
+                    (loss * scale).backward()
+                    opt.step()
+                    sums[k] += float(loss.detach())
+                seen += len(xb) * dist.world
+                bar.update(len(xb) * dist.world)
+                if step % 10 == 0:
+                    rate = seen / max(time.perf_counter() - t0, 1e-9)
+                    bar.set_postfix({a[:8]: f"{s / (step + 1):.3f}" for a, s in zip(attrs, sums)}
+                                    | {"img/s": f"{rate:.0f}"})  # fmt: skip
+            bar.close()
+            seconds = time.perf_counter() - t0
+            steps = max(1, len(batches))
+            if dist.main:
+                vals = evaluate(models, ds_val, cfg, device, losses)
+                for k, d in enumerate(run_dirs):
+                    row = {"epoch": epoch, "train_loss": sums[k] / steps, **vals[k],
+                           "seconds": seconds, "images_per_s": n / max(seconds, 1e-9)}  # fmt: skip
+                    meta = {"epoch": epoch, "run": attrs[k], "config": asdict(cfg), "metrics": row,
+                            "data_fingerprint": fp, "fxcore_version": __version__,
+                            "torch_version": torch.__version__}  # fmt: skip
+                    # Order matters for crash safety: optimizer, then weights, then the metrics row
+                    # that marks the epoch complete; older optimizer states are dropped last.
+                    save_optimizer(opts[k], d / f"optim_{epoch:03d}.safetensors", epoch=epoch)
+                    save_checkpoint(epoch_file(d, epoch), models[k].state_dict(), meta)
+                    append_jsonl(d / "metrics.jsonl", row)
+                    (d / f"optim_{epoch - 2:03d}.safetensors").unlink(missing_ok=True)
+                if cfg.progress:
+                    summary = "  ".join(f"{a}: acc {v['val_accuracy']:.3f}" for a, v in zip(attrs, vals))
+                    print(f"epoch {epoch}/{cfg.epochs}  {summary}  ({n / seconds:.0f} img/s)",
+                          file=sys.stderr)  # fmt: skip
+            if dist.world > 1:
+                torch.distributed.barrier()
+    except KeyboardInterrupt as exc:
+        done = complete_epoch(out, attrs) if dist.main else -1
+        raise TrainingInterrupted(
+            f"interrupted; epochs 0..{done} are saved in {out}. Resume with the same command "
+            "plus --resume"
+        ) from exc
+    return out
