@@ -263,7 +263,9 @@ class Run:
                     self.check_epoch(e)
                 except CheckpointError as exc:
                     bad[e] = str(exc)
-            for e in range(0, max(on_disk, default=0)):
+            # Trained runs have every epoch 0..N; imported ones list theirs in run.json.
+            expected = self.info.get("epochs") or range(0, max(on_disk, default=0))
+            for e in expected:
                 if e not in on_disk:
                     bad[e] = f"{self.epoch_path(e)}: epoch {e} is missing"
             self._bad = bad
