@@ -237,13 +237,12 @@ def dataset_summary(
     """
     splits: dict[str, int] = {}
     label_rows = []
-    ds = None
-    for split in ("train", "val", "test"):
+    ds = load_dataset(name, split="train", root=root, attributes=attributes)
+    for split in getattr(ds, "SPLITS", ("train", "val", "test")):  # MNIST has no separate val
         ds = load_dataset(name, split=split, root=root, attributes=attributes)
         splits[split] = len(ds)
         if len(ds):
             label_rows.append(ds.labels())
-    assert ds is not None
     labels = np.concatenate(label_rows) if label_rows else np.zeros((0, len(ds.attributes)))
     rate: dict[str, Any] = {}
     for k, attr in enumerate(ds.attributes):

@@ -333,7 +333,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
         torch.distributed.broadcast_object_list(box, src=0)
         start = int(box[0])
 
-    kw = dict(root=cfg.data_root, attributes=cfg.attributes, seed=cfg.seed)
+    # The data (SynthFaces pixels, CelebA's carved val split) does not depend on the training seed.
+    kw = dict(root=cfg.data_root, attributes=cfg.attributes)
     if cfg.dataset != "mnist":
         kw.update(image_size=cfg.image_size)
     train_kw = dict(kw, max_samples=cfg.max_train)

@@ -1,0 +1,294 @@
+"""Experiment-level analysis: the one call each CLI command and app page makes.
+
+Glues the run store to the numerics in ``stats``, ``similarity`` and ``activations``. The expensive
+measures (weight dynamics, CKA, attention localisation) are cached as JSON next to the experiment in
+``<experiment>/.fxcore-cache/``, keyed by the parameters and by every epoch file's size and mtime,
+so a changed or re-trained run is never served stale numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fxcore.activations import capture, feature_maps, grad_cam, grad_cam_batch, last_conv_layer
+from fxcore.checkpoints import CheckpointError, Experiment, Run, atomic_write_json
+from fxcore.similarity import MinibatchCKA, localisation_shares, weight_dynamics
+from fxcore.stats import layout_2d, mean_var, pool_to_budget
+
+REGIONS = ("mouth", "eyes", "nose")
+
+
+def pick_runs(exp: Experiment, names: Sequence[str] | None = None) -> list[Run]:
+    """The runs to compare: the named ones, else the first two (L1, L2), else the only one."""
+    if names:
+        return [exp.run(n) for n in names]
+    if not exp.runs:
+        raise CheckpointError(f"experiment {exp.name} has no runs")
+    return exp.runs[:2]
+
+
+def common_epochs(runs: Sequence[Run]) -> list[int]:
+    """Epochs valid in every run (bad or missing epochs in any run are left out)."""
+    sets = [set(r.epochs()) for r in runs]
+    return sorted(set.intersection(*sets)) if sets else []
+
+
+def epoch_span(runs: Sequence[Run], lo: int | None, hi: int | None) -> list[int]:
+    """Valid common epochs within ``lo..hi`` inclusive (None = open end)."""
+    eps = [e for e in common_epochs(runs) if (lo is None or e >= lo) and (hi is None or e <= hi)]
+    if not eps:
+        raise CheckpointError(f"no valid epoch in {lo}..{hi} common to runs "
+                              f"{', '.join(r.name for r in runs)}")  # fmt: skip
+    return eps
+
+
+# ---------------------------------------------------------------- cache
+
+
+def _cache_key(kind: str, runs: Sequence[Run], epochs: Sequence[int], params: dict[str, Any]) -> str:
+    h = hashlib.sha256(json.dumps([kind, params, list(epochs)], sort_keys=True).encode())
+    for run in runs:
+        for e in epochs:
+            st = run.epoch_path(e).stat()
+            h.update(f"{run.path.name}/{e}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return f"{kind}-{h.hexdigest()[:20]}"
+
+
+def cached(exp: Experiment, kind: str, runs: Sequence[Run], epochs: Sequence[int],
+           params: dict[str, Any], compute: Callable[[], Any]) -> Any:  # fmt: skip
+    """Return the cached JSON result for these inputs, computing and storing it when absent."""
+    path = exp.path / ".fxcore-cache" / f"{_cache_key(kind, runs, epochs, params)}.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            pass  # unreadable cache: recompute
+    result = compute()
+    try:
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_json(path, result)
+    except (OSError, CheckpointError):
+        pass  # read-only experiment folder: still answer, just do not cache
+    return result
+
+
+# ---------------------------------------------------------------- weights
+
+
+def run_mean_var(run: Run, key: str, lo: int | None = None, hi: int | None = None):
+    """Per-weight mean and population variance of ``key`` over the run's epochs lo..hi."""
+    eps = epoch_span([run], lo, hi)
+    if key not in run.shapes:
+        raise CheckpointError(f"run {run.name} has no weight tensor {key!r}")
+    return mean_var([run.epoch_path(e) for e in eps], key)
+
+
+@dataclass
+class WeightMaps:
+    """Display maps for one weight tensor across runs (pooled to the budget, one shared block)."""
+
+    key: str
+    shape: tuple[int, ...]
+    epochs: list[int]
+    block: tuple[int, int]  # rows x cols of weights averaged into one displayed cell
+    mean: dict[str, np.ndarray]  # run -> 2-D map
+    var: dict[str, np.ndarray]
+
+
+def weight_maps(runs: Sequence[Run], key: str, lo: int | None = None, hi: int | None = None,
+                budget: tuple[int, int] = (512, 512), mode: str = "mean",
+                stats: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> WeightMaps:  # fmt: skip
+    """Mean/variance maps of ``key`` for each run plus ``"difference"`` (first minus second run).
+
+    ``stats`` may hold precomputed ``run_mean_var`` results by run name (the app caches them).
+    """
+    eps = epoch_span(runs, lo, hi)
+    means, variances, block = {}, {}, (1, 1)
+    for run in runs:
+        mean, var = stats[run.name] if stats and run.name in stats else run_mean_var(run, key, lo, hi)
+        means[run.name], variances[run.name] = layout_2d(mean), layout_2d(var)
+    if len(runs) >= 2:
+        a, b = runs[0].name, runs[1].name
+        means["difference"] = means[a] - means[b]
+        variances["difference"] = variances[a] - variances[b]
+    for d in (means, variances):
+        for name, m in d.items():
+            d[name], block = pool_to_budget(m, budget, mode)
+    return WeightMaps(key, tuple(runs[0].shapes[key]), eps, block, means, variances)
+
+
+def dynamics(exp: Experiment, runs: Sequence[Run], keys: Sequence[str] | None = None) -> dict:
+    """Per weight tensor and epoch: drift from init, update size, cross-model cosine (cached)."""
+    a, b = (runs[0], runs[1]) if len(runs) > 1 else (runs[0], runs[0])
+    eps = common_epochs([a, b])
+    keys = list(keys or [k for k, s in a.shapes.items() if k.endswith("weight") and len(s) >= 2])
+    params = {"keys": keys, "runs": [a.name, b.name]}
+
+    def compute() -> dict:
+        res = weight_dynamics([a.epoch_path(e) for e in eps], [b.epoch_path(e) for e in eps], keys)
+        return {"epochs": eps, "runs": [a.name, b.name], "layers": res}
+
+    return cached(exp, "dynamics", [a, b], eps, params, compute)
+
+
+# ---------------------------------------------------------------- activations
+
+
+def probe_set(exp: Experiment, n: int) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+    """The first ``n`` validation images of the experiment's dataset, and their region masks."""
+    from fxcore.data import load_dataset, uint8_to_input
+
+    cfg = exp.info.get("config", {})
+    if exp.info.get("dataset") in (None, "imported"):
+        raise CheckpointError(f"{exp.name}: imported runs carry no dataset; no probe images")
+    kw: dict[str, Any] = {"root": cfg.get("data_root"), "attributes": cfg.get("attributes")}
+    if cfg.get("dataset") != "mnist":
+        kw["image_size"] = cfg.get("image_size", 64)
+    ds = load_dataset(cfg["dataset"], split="val", max_samples=n, **kw)
+    x = uint8_to_input(ds.images_uint8()[:n], ds.normalize)  # (N, C, S, S)
+    masks: dict[str, np.ndarray] = {}
+    if hasattr(ds, "region_masks"):
+        names = [*REGIONS, *[a for a in ds.attributes if a not in REGIONS]]
+        try:
+            masks = ds.region_masks(np.arange(len(x)), names)
+        except (KeyError, ValueError):
+            masks = ds.region_masks(np.arange(len(x)), list(REGIONS))
+    return x, masks
+
+
+def cam_layer(model: nn.Module, image_size: int, min_side: int = 8) -> str:
+    """Deepest conv layer whose maps are still at least ``min_side`` pixels wide.
+
+    Grad-CAM at VGG-19's last conv (14x14 at 224 px) is the usual choice; on small inputs the
+    last conv is 2x2 or 4x4, too coarse to tell the mouth from the eyes, so we stop earlier.
+    """
+    side, best = image_size, None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.MaxPool2d):
+            side //= 2
+        elif isinstance(module, nn.Conv2d) and side >= min_side:
+            best = name
+    return best or last_conv_layer(model)
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """Conv and linear layers, named like their weights (``features.0`` <-> ``features.0.weight``)."""
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+
+
+@torch.no_grad()
+def _cka_epoch(ma: nn.Module, mb: nn.Module, x: torch.Tensor, layers: list[str], batch: int):
+    accs = {name: MinibatchCKA() for name in layers}
+    for i in range(0, len(x), batch):
+        xb = x[i : i + batch]
+        if len(xb) < 4:  # the unbiased HSIC needs n >= 4
+            continue
+        with capture(ma, layers) as acts_a:
+            ma(xb)
+        with capture(mb, layers) as acts_b:
+            mb(xb)
+        for name in layers:
+            accs[name].update(acts_a[name].flatten(1).double().numpy(),
+                              acts_b[name].flatten(1).double().numpy())  # fmt: skip
+    return {name: acc.value() for name, acc in accs.items()}
+
+
+def cka(exp: Experiment, runs: Sequence[Run], n_probe: int = 256, batch: int = 32,
+        epochs: Sequence[int] | None = None) -> dict:  # fmt: skip
+    """Minibatch linear CKA between the two runs' activations per layer and epoch (cached)."""
+    a, b = runs[0], runs[1]
+    eps = list(epochs) if epochs is not None else common_epochs([a, b])
+    params = {"n_probe": n_probe, "batch": batch, "runs": [a.name, b.name]}
+
+    def compute() -> dict:
+        x, _ = probe_set(exp, n_probe)
+        out: dict[str, list[float]] = {}
+        for e in eps:
+            ma, mb = a.build_model(e), b.build_model(e)
+            layers = layer_names(ma)
+            for name, value in _cka_epoch(ma, mb, x, layers, batch).items():
+                out.setdefault(name, []).append(value)
+        return {"epochs": eps, "runs": [a.name, b.name], "n_probe": int(len(x)), "layers": out}
+
+    return cached(exp, "cka", [a, b], eps, params, compute)
+
+
+def localisation(exp: Experiment, runs: Sequence[Run], n_probe: int = 128,
+                 epochs: Sequence[int] | None = None) -> dict:  # fmt: skip
+    """Share of each model's Grad-CAM (positive class, last conv layer) inside each face region."""
+    eps = list(epochs) if epochs is not None else common_epochs(runs)
+    params = {"n_probe": n_probe, "runs": [r.name for r in runs]}
+
+    def compute() -> dict:
+        x, masks = probe_set(exp, n_probe)
+        if not masks:
+            return {"epochs": eps, "regions": [], "runs": {}, "note": "dataset has no face regions"}
+        shares: dict[str, dict[str, list[float]]] = {}
+        for run in runs:
+            for e in eps:
+                model = run.build_model(e)
+                cams = grad_cam_batch(model, x, cam_layer(model, x.shape[-1]), "positive")
+                for region, value in localisation_shares(cams, masks).items():
+                    shares.setdefault(run.name, {}).setdefault(region, []).append(value)
+        return {"epochs": eps, "regions": list(masks), "n_probe": int(len(x)), "runs": shares,
+                "layer": cam_layer(runs[0].build_model(eps[0]), x.shape[-1])}
+
+    return cached(exp, "localisation", runs, eps, params, compute)
+
+
+def compare(exp: Experiment, run_names: Sequence[str] | None = None, n_probe: int = 128) -> dict:
+    """Everything ``compare --json`` prints: dynamics, CKA and localisation for two runs."""
+    runs = pick_runs(exp, run_names)
+    result: dict[str, Any] = {"experiment": exp.name, "runs": [r.name for r in runs],
+                              "dynamics": dynamics(exp, runs)}  # fmt: skip
+    if len(runs) >= 2 and exp.info.get("dataset") not in (None, "imported"):
+        result["cka"] = cka(exp, runs, n_probe=n_probe)
+    if exp.info.get("dataset") not in (None, "imported", "mnist"):
+        result["localisation"] = localisation(exp, runs, n_probe=n_probe)
+    return result
+
+
+# ---------------------------------------------------------------- one image
+
+
+@dataclass
+class ModelView:
+    """What one model makes of one image at one layer (raw maps: shared scales are up to the UI)."""
+
+    run: str
+    attribute: str
+    probability: float
+    logit: float
+    channel_mean: np.ndarray  # (S, S) channel-mean activation upsampled to the input
+    top_channels: list[int]
+    top_maps: np.ndarray  # (k, S, S)
+    cam_positive: np.ndarray  # (S, S) Grad-CAM: evidence FOR the attribute
+    cam_negative: np.ndarray  # (S, S) Grad-CAM: evidence AGAINST it
+
+
+def explain(models: Sequence[tuple[str, str, nn.Module]], x: torch.Tensor, layer: str,
+            top_k: int = 8) -> list[ModelView]:  # fmt: skip
+    """Feature maps and Grad-CAM of each (run, attribute, model) for the image ``x`` (1, C, S, S).
+
+    Grad-CAM is taken at ``layer`` when it is a conv layer, else at the last conv layer.
+    """
+    views = []
+    for run, attribute, model in models:
+        fm = feature_maps(model, x, layer, top_k=top_k)
+        conv = layer if isinstance(dict(model.named_modules())[layer], nn.Conv2d) else None
+        cam_at = conv or cam_layer(model, x.shape[-1])
+        views.append(ModelView(
+            run, attribute, float(np.ravel(fm.probability)[0]), float(np.ravel(fm.logit)[0]),
+            fm.channel_mean_up, [int(c) for c in fm.top_channels], fm.top_maps_up,
+            grad_cam(model, x, cam_at, "positive"), grad_cam(model, x, cam_at, "negative"),
+        ))  # fmt: skip
+    return views

@@ -1,0 +1,34 @@
+"""Shared fixtures: a tiny real experiment root (trained here, seeded, CPU, a few seconds)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/ helpers such as fixtures_data
+
+from fixtures_data import make_mnist_fixture  # noqa: E402
+
+from fxcore.train import TrainConfig, train  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+TINY_SYNTH = TrainConfig(
+    dataset="synthfaces", attributes=["Smiling", "Male"], model="vgg-mini", image_size=32,
+    epochs=3, batch_size=16, seed=0, pretrained="no", synth_train=64, max_val=32, progress=False,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoints root with ``tiny-synth`` (vgg-mini pair, 3 epochs) and ``tiny-mnist`` (fcnn3)."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    train(TINY_SYNTH, root / "tiny-synth")
+    mnist_dir = make_mnist_fixture(tmp_path_factory.mktemp("mnist"), n_train=64, n_test=32)
+    mnist = TrainConfig(dataset="mnist", data_root=str(mnist_dir), attributes=["digit"],
+                        model="fcnn3", epochs=3, batch_size=16, loss="mse", pretrained="no",
+                        progress=False)  # fmt: skip
+    train(mnist, root / "tiny-mnist")
+    return root
