@@ -289,7 +289,7 @@ class Run:
         self.check_epoch(epoch)
         path = self.epoch_path(epoch)
         with safe_open(str(path), framework="pt") as fh:
-            if key not in fh.keys():
+            if key not in fh.keys():  # noqa: SIM118 (safe_open has no __contains__)
                 raise CheckpointError(f"{path}: no tensor {key!r}")
             return fh.get_tensor(key)
 

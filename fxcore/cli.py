@@ -241,19 +241,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from fxcore.activations import ActivationError
     from fxcore.checkpoints import CheckpointError
     from fxcore.data import DataError
+    from fxcore.faces import ImageInputError
     from fxcore.models import ModelError
+    from fxcore.similarity import SimilarityError
+    from fxcore.stats import StatsError
+    from fxcore.train import TrainingInterrupted
 
-    errors: tuple[type[BaseException], ...] = (DataError, CheckpointError, ModelError)
+    errors = (DataError, CheckpointError, ModelError, ImageInputError, ActivationError, StatsError,
+              SimilarityError)  # fmt: skip
     try:
-        from fxcore.train import TrainingInterrupted
-
-        errors = (*errors, TrainingInterrupted)
         return int(args.func(args) or 0)
+    except TrainingInterrupted as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 130
     except errors as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 130 if type(exc).__name__ == "TrainingInterrupted" else 1
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

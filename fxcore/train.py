@@ -18,7 +18,6 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -327,11 +326,19 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
 
-    start = _prepare_out(out, cfg, resume, force) if dist.main else -1
-    if dist.world > 1:  # everyone starts from rank 0's decision
-        box = [start]
+    start, problem = -1, None
+    if dist.main:
+        try:
+            start = _prepare_out(out, cfg, resume, force)
+        except CheckpointError as exc:
+            problem = exc
+    if dist.world > 1:  # every rank follows rank 0's decision (and its error, rather than hang)
+        box = [start, str(problem) if problem else None]
         torch.distributed.broadcast_object_list(box, src=0)
-        start = int(box[0])
+        start, message = int(box[0]), box[1]
+        problem = problem or (CheckpointError(message) if message else None)
+    if problem:
+        raise problem
 
     # The data (SynthFaces pixels, CelebA's carved val split) does not depend on the training seed.
     kw = dict(root=cfg.data_root, attributes=cfg.attributes)
@@ -453,10 +460,16 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
                           file=sys.stderr)  # fmt: skip
             if dist.world > 1:
                 torch.distributed.barrier()
-    except KeyboardInterrupt as exc:
-        done = complete_epoch(out, attrs) if dist.main else -1
-        raise TrainingInterrupted(
-            f"interrupted; epochs 0..{done} are saved in {out}. Resume with the same command "
-            "plus --resume"
-        ) from exc
+    except KeyboardInterrupt:
+        raise _interrupted(out, attrs) if dist.main else TrainingInterrupted("interrupted") from None
+    finally:
+        if dist.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     return out
+
+
+def _interrupted(out: Path, attrs: list[str]) -> TrainingInterrupted:
+    return TrainingInterrupted(
+        f"interrupted; epochs 0..{complete_epoch(out, attrs)} are saved in {out}. Resume with the "
+        "same command plus --resume"
+    )

@@ -1,0 +1,302 @@
+"""Prepare an uploaded photo exactly as the training images were prepared.
+
+:func:`load_image` turns untrusted bytes into an RGB image (size checked before decoding, EXIF
+orientation applied, every colour mode converted) or raises :class:`ImageInputError` with a
+message for the user. :func:`prepare_upload` then optionally crops around the largest face to the
+CelebA framing and applies the training transform (:func:`fxcore.data.prepare_pil` +
+:func:`fxcore.data.to_tensor`), so the model sees an upload the way it saw its training data.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from fxcore.data import prepare_pil, square_crop_box, to_tensor
+
+MIN_SIDE = 8  # smaller images carry no usable detail (and break pooling layers)
+MAX_PIXELS = 40_000_000
+# Formats a user may upload; others Pillow knows (EPS, PSD, ...) are refused to keep the decoder
+# surface small. Filtered to what this Pillow build can open.
+UPLOAD_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO", "PPM", "AVIF", "HEIF")
+
+# CelebA framing, measured: on 764 aligned CelebA images (178x218) the Haar face box is square and
+# the centred 178x178 square that training uses (prepare_pil) has a side of 1.70 box widths
+# (quartiles 1.60..1.80) and a centre 0.14 box widths above the box centre (0.13..0.15),
+# horizontally centred (|dx| < 0.02).
+SIDE_FACTOR = 1.7
+SHIFT_UP = 0.14
+DETECT_MAX_SIDE = 640  # larger photos are downscaled for the cascade (speed; faces stay > 24 px)
+DETECT_MIN_SIDE = 256  # smaller ones are upscaled so a face exceeds the cascade's 24 px window
+
+
+class ImageInputError(ValueError):
+    """An upload is not a usable image; the message tells the user what to do."""
+
+
+class FaceDetectorUnavailable(RuntimeError):
+    """OpenCV's Haar face cascade cannot be loaded (e.g. OpenCV 5 dropped it)."""
+
+
+def _upload_formats() -> tuple[str, ...]:
+    Image.init()
+    return tuple(f for f in UPLOAD_FORMATS if f in Image.OPEN)
+
+
+def _read_bytes(data: bytes | bytearray | memoryview | str | Path | BinaryIO) -> bytes:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    if isinstance(data, (str, Path)):
+        try:
+            return Path(data).read_bytes()
+        except OSError as e:
+            raise ImageInputError(f"cannot read {str(data)!r}: {e.strerror or e}") from e
+    if hasattr(data, "getvalue"):  # e.g. a Streamlit UploadedFile
+        return bytes(data.getvalue())
+    return bytes(data.read())
+
+
+def _too_many_pixels(max_pixels: int) -> str:
+    return (
+        f"the image has too many pixels to open safely; the limit is {max_pixels / 1e6:.0f} "
+        "megapixels: downscale it and upload it again"
+    )
+
+
+def _check_size(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageInputError(
+            f"the image is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels); the "
+            f"limit is {max_pixels / 1e6:.0f} megapixels: downscale it and upload it again"
+        )
+    if min(width, height) < MIN_SIDE:
+        raise ImageInputError(
+            f"the image is only {width}x{height} pixels; it must be at least "
+            f"{MIN_SIDE}x{MIN_SIDE} (a face photo should be a few hundred pixels)"
+        )
+
+
+def _high_depth_to_l(img: Image.Image) -> Image.Image:
+    """16/32-bit integer or float grayscale -> 8-bit L by scaling (Pillow's convert clips)."""
+    arr = np.asarray(img).astype(np.float64)
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if img.mode.startswith("I;16") or (img.mode == "I" and lo >= 0 and 255 < hi <= 65535):
+        arr = arr / 257.0  # 0..65535 -> 0..255
+    elif img.mode == "F" and lo >= 0 and hi <= 1.0:
+        arr = arr * 255.0
+    elif lo < 0 or hi > 255:  # unknown range: stretch what is there
+        arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode -> RGB; transparent pixels are composited on white."""
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        img = _high_depth_to_l(img)
+    elif img.mode == "1":
+        img = img.convert("L")
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        img.mode in ("P", "L", "RGB") and "transparency" in img.info
+    )
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(
+    data: bytes | bytearray | memoryview | str | Path | BinaryIO, max_pixels: int = MAX_PIXELS
+) -> Image.Image:
+    """Decode an untrusted upload into an RGB image, or raise :class:`ImageInputError`.
+
+    The pixel count is checked from the header before any decoding. Pillow's global
+    ``Image.MAX_IMAGE_PIXELS`` is left alone (it is shared by every thread and session); its
+    ``DecompressionBombError`` is mapped to :class:`ImageInputError` like every decode failure.
+    Animated images give their first frame; EXIF orientation is applied.
+    """
+    raw = _read_bytes(data)
+    if not raw:
+        raise ImageInputError("the file is empty; upload a JPEG or PNG photo")
+    formats = _upload_formats()
+    try:
+        img = Image.open(io.BytesIO(raw), formats=formats)
+    except Image.DecompressionBombError as e:
+        raise ImageInputError(_too_many_pixels(max_pixels)) from e
+    except Exception as e:  # Pillow raises many types on hostile headers
+        raise ImageInputError(
+            f"this file is not an image that can be read ({', '.join(formats)} are accepted)"
+        ) from e
+    with img:
+        _check_size(*img.size, max_pixels)
+        try:
+            img.seek(0)  # first frame of an animated GIF/WebP/APNG
+            img.load()
+        except Image.DecompressionBombError as e:
+            raise ImageInputError(_too_many_pixels(max_pixels)) from e
+        except Exception as e:  # truncated/corrupt data: OSError, SyntaxError, EOFError, ...
+            raise ImageInputError(
+                f"the {img.format or 'image'} file is damaged or incomplete and cannot be "
+                f"decoded ({type(e).__name__}); save it again and re-upload"
+            ) from e
+        try:
+            oriented = ImageOps.exif_transpose(img)
+        except Exception:  # malformed EXIF must not reject a decodable photo
+            oriented = img
+        try:
+            rgb = _to_rgb(oriented)
+        except Exception as e:
+            raise ImageInputError(f"unsupported colour mode {img.mode!r}; save as RGB") from e
+    _check_size(*rgb.size, max_pixels)
+    return rgb
+
+
+_CASCADE: Any = None
+_CASCADE_LOCK = threading.Lock()  # OpenCV's CascadeClassifier is not documented as thread-safe
+
+
+def _cascade() -> Any:
+    global _CASCADE
+    if _CASCADE is None:
+        import cv2
+
+        path = Path(getattr(getattr(cv2, "data", None), "haarcascades", "")) / (
+            "haarcascade_frontalface_default.xml"
+        )
+        if not hasattr(cv2, "CascadeClassifier") or not path.is_file():
+            raise FaceDetectorUnavailable(
+                f"OpenCV {cv2.__version__} has no bundled Haar face cascade; install "
+                "'opencv-python-headless>=4.8,<5' to enable face cropping"
+            )
+        cascade = cv2.CascadeClassifier(str(path))
+        if cascade.empty():
+            raise FaceDetectorUnavailable(f"OpenCV could not load {path}")
+        _CASCADE = cascade
+    return _CASCADE
+
+
+def face_detector_available() -> bool:
+    """Whether :func:`detect_face` can run with the installed OpenCV."""
+    try:
+        with _CASCADE_LOCK:
+            _cascade()
+    except FaceDetectorUnavailable:
+        return False
+    return True
+
+
+def detect_face(img: Image.Image) -> tuple[int, int, int, int] | None:
+    """Box ``(left, top, right, bottom)`` of the largest frontal face in ``img``, or None.
+
+    Uses OpenCV's bundled Haar cascade on a grayscale, histogram-equalised copy whose longer
+    side is brought into [256, 640] pixels. Raises :class:`FaceDetectorUnavailable` when OpenCV
+    lacks the cascade.
+    """
+    import cv2
+
+    w, h = img.size
+    longest = max(w, h)
+    scale = (
+        min(1.0, DETECT_MAX_SIDE / longest)
+        if longest > DETECT_MIN_SIDE
+        else (DETECT_MIN_SIDE / longest)
+    )
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    gray = np.ascontiguousarray(img.convert("L").resize(size, Image.BILINEAR))  # (h', w') uint8
+    gray = cv2.equalizeHist(gray)
+    min_face = max(24, int(0.08 * min(size)))  # ignore tiny faces in the background
+    with _CASCADE_LOCK:
+        faces = _cascade().detectMultiScale(
+            gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_face, min_face)
+        )
+    if len(faces) == 0:
+        return None
+    x, y, fw, fh = max((tuple(int(v) for v in f) for f in faces), key=lambda f: f[2] * f[3])
+    left, top = max(0, round(x / scale)), max(0, round(y / scale))
+    right, bottom = min(w, round((x + fw) / scale)), min(h, round((y + fh) / scale))
+    return left, top, right, bottom
+
+
+def training_crop_box(
+    size: tuple[int, int], box: tuple[int, int, int, int]
+) -> tuple[int, int, int, int]:
+    """Square crop ``(left, top, right, bottom)`` framing a face box the way training images are.
+
+    Side = ``SIDE_FACTOR`` x box width, centre = box centre moved up by ``SHIFT_UP`` box widths
+    (measured on CelebA, see the constants). The square is shifted to lie inside the image and
+    shrunk to the image's shorter side when it does not fit (the face is then framed tighter).
+    """
+    w, h = size
+    left, top, right, bottom = box
+    bw = max(1, right - left)
+    cx, cy = (left + right) / 2.0, (top + bottom) / 2.0 - SHIFT_UP * bw
+    side = int(round(min(SIDE_FACTOR * bw, w, h)))
+    x0 = int(round(min(max(cx - side / 2.0, 0.0), w - side)))
+    y0 = int(round(min(max(cy - side / 2.0, 0.0), h - side)))
+    return x0, y0, x0 + side, y0 + side
+
+
+def crop_to_training_framing(img: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+    """Crop ``img`` to the square of :func:`training_crop_box` around the face ``box``."""
+    return img.crop(training_crop_box(img.size, box))
+
+
+@dataclass
+class PreparedImage:
+    """An upload as the model sees it."""
+
+    display: Image.Image  # at image_size: the exact pixels fed to the model
+    tensor: torch.Tensor  # (1, C, S, S) float32, normalised like training
+    face_box: tuple[int, int, int, int] | None  # in the original (EXIF-rotated) image
+    cropped: bool  # True when the face framing was used
+    message: str  # what was done, for the user
+    original_size: tuple[int, int]  # (width, height) after EXIF rotation
+    crop_box: tuple[int, int, int, int]  # region of the original that became ``display``
+
+
+def prepare_upload(
+    data: bytes | bytearray | memoryview | str | Path | BinaryIO | Image.Image,
+    image_size: int,
+    normalize: bool,
+    crop_face: bool = False,
+    mode: str = "RGB",
+    max_pixels: int = MAX_PIXELS,
+) -> PreparedImage:
+    """Load an upload (or take a PIL image) and apply the training transform.
+
+    With ``crop_face`` the largest face is framed like CelebA first; without a face (or without a
+    detector) the centre crop that training uses is kept and ``message`` says so.
+    """
+    img = _to_rgb(data) if isinstance(data, Image.Image) else load_image(data, max_pixels)
+    face_box = None
+    crop = square_crop_box(*img.size)
+    message = "centre crop, as in training"
+    if crop_face:
+        try:
+            face_box = detect_face(img)
+        except FaceDetectorUnavailable as e:
+            message = f"face detection unavailable ({e}); using the centre crop"
+        else:
+            if face_box is None:
+                message = "no face found; using the centre crop"
+            else:
+                crop = training_crop_box(img.size, face_box)
+                message = "face found; cropped to the CelebA training framing"
+    display = prepare_pil(img.crop(crop) if face_box else img, image_size, mode)
+    tensor = to_tensor(display, normalize)[None]  # (1, C, S, S)
+    return PreparedImage(
+        display=display,
+        tensor=tensor,
+        face_box=face_box,
+        cropped=face_box is not None,
+        message=message,
+        original_size=img.size,
+        crop_box=crop,
+    )
