@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 import sys
 import time
@@ -22,12 +21,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fxcore import __version__
+from fxcore.batches import Dist, epoch_order, iterate_batches, plan_batches
 from fxcore.checkpoints import (
     FORMAT,
     CheckpointError,
@@ -39,7 +37,8 @@ from fxcore.checkpoints import (
     read_jsonl,
     save_checkpoint,
 )
-from fxcore.data import FxDataset, load_dataset, uint8_to_input
+from fxcore.data import load_dataset, uint8_to_input
+from fxcore.metrics import autocast, compute_loss, evaluate, task_loss
 from fxcore.models import VGG_NAMES, ModelError, build_model
 from fxcore.optim_state import load_optimizer, save_optimizer
 
@@ -52,8 +51,12 @@ class TrainConfig:
     """Everything that defines an experiment (saved in experiment.json and every checkpoint)."""
 
     dataset: str = "celeba"  # image source: celeba | synthfaces | mnist
-    data_root: str | None = None  # dataset folder (CelebA official layout / MNIST IDX); None = bundled
-    attributes: list[str] = field(default_factory=lambda: ["Smiling", "Male"])  # one run per attribute
+    data_root: str | None = (
+        None  # dataset folder (CelebA official layout / MNIST IDX); None = bundled
+    )
+    attributes: list[str] = field(
+        default_factory=lambda: ["Smiling", "Male"]
+    )  # one run per attribute
     model: str = "vgg19"  # architecture shared by all runs (seed paper: VGG-19)
     epochs: int = 10  # epochs to train (checkpoints epoch_000..epoch_N)
     batch_size: int = 16  # global batch size (seed paper: 16)
@@ -87,143 +90,6 @@ def pick_device(name: str = "auto") -> torch.device:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-@dataclass
-class Dist:
-    """torchrun environment (world 1 when not launched by torchrun)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @classmethod
-    def from_env(cls) -> Dist:
-        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                   int(os.environ.get("LOCAL_RANK", 0)))  # fmt: skip
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """Global data order of one epoch (DistributedSampler's draw for shuffle=True)."""
-    g = torch.Generator()
-    g.manual_seed(seed + epoch)
-    return torch.randperm(n, generator=g)
-
-
-def _batches(order: torch.Tensor, batch: int, dist: Dist) -> list[tuple[torch.Tensor, int]]:
-    """This rank's index batches with the global batch size: rank r takes every world-th item of
-    each global batch (a final global batch smaller than the world is dropped so no rank idles)."""
-    out = []
-    for start in range(0, len(order), batch):
-        chunk = order[start : start + batch]
-        if len(chunk) < dist.world:
-            break
-        out.append((chunk[dist.rank :: dist.world], len(chunk)))
-    return out
-
-
-class _Stream(torch.utils.data.Dataset):
-    """Items as uint8 images for the DataLoader path (normalisation happens on the device)."""
-
-    def __init__(self, ds: FxDataset) -> None:
-        self.ds, self.labels = ds, torch.from_numpy(ds.labels())
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.ds.get_uint8(i), self.labels[i]
-
-
-def _loader(ds: FxDataset, cfg: TrainConfig, batches: list[torch.Tensor], pin: bool):
-    """Yield (uint8 images (B,C,S,S), labels (B,K)) for the given index batches, decoding once."""
-    if ds.nbytes_uint8() <= cfg.cache_gb * 2**30:
-        images, labels = ds.images_uint8(), torch.from_numpy(ds.labels())
-        for idx in batches:
-            yield images[idx], labels[idx]
-        return
-    dl = torch.utils.data.DataLoader(
-        _Stream(ds), batch_sampler=[b.tolist() for b in batches], num_workers=cfg.workers,
-        pin_memory=pin, persistent_workers=False,
-    )  # fmt: skip
-    yield from dl
-
-
-def task_loss(cfg: TrainConfig, num_classes: int) -> str:
-    if cfg.loss != "auto":
-        return cfg.loss
-    return "bce" if num_classes == 2 else "mse"
-
-
-def compute_loss(out: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
-    """``out`` (B, O) logits; ``y`` (B,) 0/1 for binary or class indices for multi-class."""
-    if out.shape[1] == 1:
-        if loss == "mse":
-            return F.mse_loss(torch.sigmoid(out[:, 0]), y)
-        return F.binary_cross_entropy_with_logits(out[:, 0], y)
-    target = y.long()
-    if loss == "ce":
-        return F.cross_entropy(out, target)
-    # Seed paper: softmax outputs against one-hot targets with mean squared error.
-    return F.mse_loss(torch.softmax(out, 1), F.one_hot(target, out.shape[1]).to(out.dtype))
-
-
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Binary ROC-AUC by the rank-sum formula (ties get average ranks); NaN if one class only."""
-    pos, n = labels > 0.5, len(labels)
-    n_pos, n_neg = int(pos.sum()), n - int(pos.sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(n, dtype=np.float64)
-    sorted_scores = scores[order]
-    i = 0
-    while i < n:  # average ranks of tied scores
-        j = i
-        while j + 1 < n and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-@torch.no_grad()
-def evaluate(models: list[nn.Module], ds: FxDataset, cfg: TrainConfig, device: torch.device,
-             losses: list[str]) -> list[dict[str, float]]:  # fmt: skip
-    """Validation loss, accuracy and ROC-AUC (binary) of each model on ``ds``."""
-    for m in models:
-        m.eval()
-    order = torch.arange(len(ds))
-    batches = [b for b, _ in _batches(order, 256, Dist())]
-    outs: list[list[torch.Tensor]] = [[] for _ in models]
-    ys = []
-    for xb, yb in _loader(ds, cfg, batches, pin=False):
-        x = uint8_to_input(xb.to(device), ds.normalize)
-        ys.append(yb)
-        for k, m in enumerate(models):
-            with _autocast(cfg, device):
-                outs[k].append(m(x).float().cpu())
-    y = torch.cat(ys) if ys else torch.zeros(0, len(models))
-    results = []
-    for k, _m in enumerate(models):
-        out = torch.cat(outs[k]) if outs[k] else torch.zeros(0, 1)
-        row: dict[str, float] = {"val_loss": float(compute_loss(out, y[:, k], losses[k]))}
-        if out.shape[1] == 1:
-            row["val_accuracy"] = float(((out[:, 0] > 0).float() == y[:, k]).float().mean())
-            row["val_auc"] = roc_auc(out[:, 0].numpy(), y[:, k].numpy())
-        else:
-            row["val_accuracy"] = float((out.argmax(1) == y[:, k].long()).float().mean())
-        results.append(row)
-    return results
-
-
-def _autocast(cfg: TrainConfig, device: torch.device):
-    enabled = cfg.amp == "bf16" and device.type == "cuda"
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 class TrainingInterrupted(Exception):
@@ -293,7 +159,9 @@ def _rollback(run_dir: Path, keep_upto: int) -> None:
             p.unlink()
     for p in run_dir.glob(".*.tmp"):
         p.unlink()
-    rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if int(r.get("epoch", -1)) <= keep_upto]
+    rows = [
+        r for r in read_jsonl(run_dir / "metrics.jsonl") if int(r.get("epoch", -1)) <= keep_upto
+    ]
     data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
     atomic_write_bytes(run_dir / "metrics.jsonl", data.encode())
 
@@ -355,7 +223,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
         raise CheckpointError("lockstep runs need one head size: pick attributes of the same kind")
     n_cls = classes.pop()
     n_out = 1 if n_cls == 2 else n_cls
-    losses = [task_loss(cfg, ds_train.num_classes[a]) for a in attrs]
+    losses = [task_loss(cfg.loss, ds_train.num_classes[a]) for a in attrs]
 
     # One init, copied K times: epoch_000 is bit-identical across runs.
     base, pretrained_used = _initial_model(cfg, n_out)
@@ -408,7 +276,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
         for epoch in range(start + 1 if start >= 0 else 1, cfg.epochs + 1):
             torch.manual_seed(cfg.seed * 1000 + epoch)
             order = epoch_order(n, cfg.seed, epoch)
-            plan = _batches(order, cfg.batch_size, dist)
+            plan = plan_batches(order, cfg.batch_size, dist)
             batches, global_sizes = [b for b, _ in plan], [g for _, g in plan]
             for m in wrapped:
                 m.train()
@@ -416,7 +284,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
             t0, seen = time.perf_counter(), 0
             bar = tqdm(total=n, desc=f"epoch {epoch}/{cfg.epochs}", unit="img",
                        disable=not (cfg.progress and dist.main), leave=False)  # fmt: skip
-            for step, (xb, yb) in enumerate(_loader(ds_train, cfg, batches, pin)):
+            for step, (xb, yb) in enumerate(
+                iterate_batches(ds_train, batches, cfg.cache_gb, cfg.workers, pin)
+            ):
                 x = uint8_to_input(xb.to(device, non_blocking=pin), ds_train.normalize)
                 if cfg.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
@@ -426,7 +296,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
                 scale = len(xb) * dist.world / global_sizes[step] if dist.world > 1 else 1.0
                 for k, (m, opt) in enumerate(zip(wrapped, opts)):
                     opt.zero_grad(set_to_none=True)
-                    with _autocast(cfg, device):
+                    with autocast(cfg.amp, device):
                         loss = compute_loss(m(x).float(), y[:, k], losses[k])
                     (loss * scale).backward()
                     opt.step()
@@ -441,7 +311,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
             seconds = time.perf_counter() - t0
             steps = max(1, len(batches))
             if dist.main:
-                vals = evaluate(models, ds_val, cfg, device, losses)
+                vals = evaluate(models, ds_val, device, losses, cfg.amp, cfg.cache_gb)
                 for k, d in enumerate(run_dirs):
                     row = {"epoch": epoch, "train_loss": sums[k] / steps, **vals[k],
                            "seconds": seconds, "images_per_s": n / max(seconds, 1e-9)}  # fmt: skip
@@ -455,13 +325,17 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
                     append_jsonl(d / "metrics.jsonl", row)
                     (d / f"optim_{epoch - 2:03d}.safetensors").unlink(missing_ok=True)
                 if cfg.progress:
-                    summary = "  ".join(f"{a}: acc {v['val_accuracy']:.3f}" for a, v in zip(attrs, vals))
+                    summary = "  ".join(
+                        f"{a}: acc {v['val_accuracy']:.3f}" for a, v in zip(attrs, vals)
+                    )
                     print(f"epoch {epoch}/{cfg.epochs}  {summary}  ({n / seconds:.0f} img/s)",
                           file=sys.stderr)  # fmt: skip
             if dist.world > 1:
                 torch.distributed.barrier()
     except KeyboardInterrupt:
-        raise _interrupted(out, attrs) if dist.main else TrainingInterrupted("interrupted") from None
+        raise (
+            _interrupted(out, attrs) if dist.main else TrainingInterrupted("interrupted")
+        ) from None
     finally:
         if dist.world > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

@@ -10,8 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from fxcore.batches import Dist, epoch_order, plan_batches
 from fxcore.checkpoints import CheckpointError, load_experiment
-from fxcore.train import Dist, TrainConfig, _batches, epoch_order, roc_auc, train
+from fxcore.metrics import roc_auc
+from fxcore.train import TrainConfig, train
 
 TINY = TrainConfig(
     dataset="synthfaces", attributes=["Smiling", "Male"], model="vgg-mini", image_size=32,
@@ -65,9 +67,9 @@ def test_batch_order_is_shared_and_matches_distributed_sampler() -> None:
     sampler.set_epoch(epoch)
     assert order.tolist() == list(sampler)
     # Two ranks together see exactly each global batch of the single-process run.
-    single = [b.tolist() for b, _ in _batches(order, 8, Dist())]
-    r0 = [b.tolist() for b, _ in _batches(order, 8, Dist(0, 2))]
-    r1 = [b.tolist() for b, _ in _batches(order, 8, Dist(1, 2))]
+    single = [b.tolist() for b, _ in plan_batches(order, 8, Dist())]
+    r0 = [b.tolist() for b, _ in plan_batches(order, 8, Dist(0, 2))]
+    r1 = [b.tolist() for b, _ in plan_batches(order, 8, Dist(1, 2))]
     assert [sorted(a + b) for a, b in zip(r0, r1)] == [sorted(s) for s in single]
 
 
