@@ -241,23 +241,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from fxcore.activations import ActivationError
-    from fxcore.checkpoints import CheckpointError
-    from fxcore.data import DataError
-    from fxcore.faces import ImageInputError
-    from fxcore.models import ModelError
-    from fxcore.similarity import SimilarityError
-    from fxcore.stats import StatsError
     from fxcore.train import TrainingInterrupted
 
-    errors = (DataError, CheckpointError, ModelError, ImageInputError, ActivationError, StatsError,
-              SimilarityError)  # fmt: skip
     try:
         return int(args.func(args) or 0)
     except TrainingInterrupted as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 130
-    except errors as exc:
+    except Exception as exc:
+        # Every error type fxcore defines (DataError, CheckpointError, ImageInputError, ...) carries
+        # a message written for the user: print it as one line. Anything else is a bug: traceback.
+        if not type(exc).__module__.startswith("fxcore."):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
