@@ -53,7 +53,9 @@ def epoch_span(runs: Sequence[Run], lo: int | None, hi: int | None) -> list[int]
 # ---------------------------------------------------------------- cache
 
 
-def _cache_key(kind: str, runs: Sequence[Run], epochs: Sequence[int], params: dict[str, Any]) -> str:
+def _cache_key(
+    kind: str, runs: Sequence[Run], epochs: Sequence[int], params: dict[str, Any]
+) -> str:
     h = hashlib.sha256(json.dumps([kind, params, list(epochs)], sort_keys=True).encode())
     for run in runs:
         for e in epochs:
@@ -113,7 +115,9 @@ def weight_maps(runs: Sequence[Run], key: str, lo: int | None = None, hi: int | 
     eps = epoch_span(runs, lo, hi)
     means, variances, block = {}, {}, (1, 1)
     for run in runs:
-        mean, var = stats[run.name] if stats and run.name in stats else run_mean_var(run, key, lo, hi)
+        mean, var = (
+            stats[run.name] if stats and run.name in stats else run_mean_var(run, key, lo, hi)
+        )
         means[run.name], variances[run.name] = layout_2d(mean), layout_2d(var)
     if len(runs) >= 2:
         a, b = runs[0].name, runs[1].name
@@ -238,8 +242,13 @@ def localisation(exp: Experiment, runs: Sequence[Run], n_probe: int = 128,
                 cams = grad_cam_batch(model, x, cam_layer(model, x.shape[-1]), "positive")
                 for region, value in localisation_shares(cams, masks).items():
                     shares.setdefault(run.name, {}).setdefault(region, []).append(value)
-        return {"epochs": eps, "regions": list(masks), "n_probe": int(len(x)), "runs": shares,
-                "layer": cam_layer(runs[0].build_model(eps[0]), x.shape[-1])}
+        return {
+            "epochs": eps,
+            "regions": list(masks),
+            "n_probe": int(len(x)),
+            "runs": shares,
+            "layer": cam_layer(runs[0].build_model(eps[0]), x.shape[-1]),
+        }
 
     return cached(exp, "localisation", runs, eps, params, compute)
 

@@ -25,7 +25,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, mean=mean, var=var, epochs=np.array(eps))
-    print(f"wrote {out}: mean/var of {args.layer} {tuple(mean.shape)} over epochs {eps[0]}..{eps[-1]}")
+    print(
+        f"wrote {out}: mean/var of {args.layer} {tuple(mean.shape)} over epochs {eps[0]}..{eps[-1]}"
+    )
     return 0
 
 
@@ -77,7 +79,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     probs = {}
     for v in views:
         for kind, (lo, hi) in ranges.items():
-            Image.fromarray(overlay(rgb, getattr(v, kind), lo, hi)).save(out / f"{v.run}_{kind}.png")
+            Image.fromarray(overlay(rgb, getattr(v, kind), lo, hi)).save(
+                out / f"{v.run}_{kind}.png"
+            )
         probs[v.run] = {"attribute": v.attribute, "probability": v.probability, "logit": v.logit,
                         "top_channels": v.top_channels}  # fmt: skip
     meta = {"epoch": args.epoch, "layer": args.layer, "image": str(args.image),
