@@ -270,6 +270,28 @@ def grad_cam(
     return grad_cam_batch(model, _batch(x)[:1], layer, target=target)[0]
 
 
+def grad_cam_both(model: nn.Module, x: torch.Tensor, layer: str) -> tuple[np.ndarray, np.ndarray]:
+    """Positive and negative Grad-CAM ``(S, S)`` of the first image from ONE backward pass.
+
+    The gradient of ``-score`` is minus the gradient of ``score``, so the negative map's channel
+    weights are the positive map's negated: ``neg = ReLU(-sum_c w_c A_c)``. Equal to calling
+    :func:`grad_cam` with ``"positive"`` and ``"negative"``, at half the cost.
+    """
+    x = _batch(x)[:1]
+    module = _module(model, layer)
+    size = (x.shape[-2], x.shape[-1])
+    with model_lock(model), restore_mode(model):
+        model.eval()
+        cam = LayerGradCam(_explained_output(model, "positive"), module)
+        raw = cam.attribute(x.to(_device(model)), target=0, relu_attributions=False)
+        if not isinstance(raw, torch.Tensor) or raw.dim() != 4:
+            raise _not_spatial(model, layer, tuple(getattr(raw, "shape", ())))
+        raw = raw.detach().float()  # (1, 1, h, w) signed sum_c w_c A_c
+        maps = [LayerAttribution.interpolate(F.relu(r), size, interpolate_mode="bilinear")
+                for r in (raw, -raw)]  # fmt: skip
+    return maps[0][0, 0].cpu().numpy(), maps[1][0, 0].cpu().numpy()
+
+
 def shared_range(maps: Sequence[np.ndarray]) -> tuple[float, float]:
     """One colour range ``(vmin, vmax)`` for several maps; vmin is 0 unless a map is negative."""
     if not maps:

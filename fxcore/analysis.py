@@ -18,7 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from fxcore.activations import capture, feature_maps, grad_cam, grad_cam_batch, last_conv_layer
+from fxcore.activations import (
+    capture,
+    feature_maps,
+    grad_cam_batch,
+    grad_cam_both,
+    last_conv_layer,
+)
 from fxcore.checkpoints import CheckpointError, Experiment, Run, atomic_write_json
 from fxcore.similarity import MinibatchCKA, localisation_shares, weight_dynamics
 from fxcore.stats import layout_2d, mean_var, pool_to_budget
@@ -294,9 +300,9 @@ def explain(models: Sequence[tuple[str, str, nn.Module]], x: torch.Tensor, layer
         fm = feature_maps(model, x, layer, top_k=top_k)
         conv = layer if isinstance(dict(model.named_modules())[layer], nn.Conv2d) else None
         cam_at = conv or cam_layer(model, x.shape[-1])
+        cam_pos, cam_neg = grad_cam_both(model, x, cam_at)
         views.append(ModelView(
             run, attribute, float(np.ravel(fm.probability)[0]), float(np.ravel(fm.logit)[0]),
-            fm.channel_mean_up, [int(c) for c in fm.top_channels], fm.top_maps_up,
-            grad_cam(model, x, cam_at, "positive"), grad_cam(model, x, cam_at, "negative"),
+            fm.channel_mean_up, [int(c) for c in fm.top_channels], fm.top_maps_up, cam_pos, cam_neg,
         ))  # fmt: skip
     return views

@@ -291,3 +291,16 @@ def test_overlay() -> None:
     assert act.overlay(img[..., 0], heat, 0.0, 1.0).shape == (4, 4, 3)
     with pytest.raises(act.ActivationError, match="does not match"):
         act.overlay(img, np.zeros((3, 3)), 0.0, 1.0)
+
+
+def test_grad_cam_both_equals_two_separate_calls() -> None:
+    from fxcore.activations import grad_cam, grad_cam_both
+    from fxcore.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("vgg-mini", 1).eval()
+    x = torch.randn(1, 3, 32, 32)
+    for layer in ("features.3", "features.23"):
+        pos, neg = grad_cam_both(model, x, layer)
+        np.testing.assert_allclose(pos, grad_cam(model, x, layer, "positive"), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(neg, grad_cam(model, x, layer, "negative"), rtol=1e-5, atol=1e-7)
