@@ -102,6 +102,8 @@ def _train_config(args: argparse.Namespace):
 
     names = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    if values.get("data_root"):  # saved in the experiment: make it valid from any folder
+        values["data_root"] = str(Path(values["data_root"]).expanduser().resolve())
     return TrainConfig(**values)
 
 
