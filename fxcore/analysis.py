@@ -251,6 +251,8 @@ def localisation(exp: Experiment, runs: Sequence[Run], n_probe: int = 128,
         return {
             "epochs": eps,
             "regions": list(masks),
+            # A uniform map's share equals the region's area: the baseline to read shares against.
+            "area": {name: float(np.mean(m)) for name, m in masks.items()},
             "n_probe": int(len(x)),
             "runs": shares,
             "layer": cam_layer(runs[0].build_model(eps[0]), x.shape[-1]),
