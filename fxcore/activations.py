@@ -197,11 +197,12 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layer: str, top_k: int = 8) 
 def _explained_output(model: nn.Module, target: Target) -> Callable[[torch.Tensor], torch.Tensor]:
     """A forward function whose column 0 is the score to explain (captum target=0).
 
-    Single logit: "positive" -> logit, "negative" -> -logit; int 1/0 mean the same.
+    Single logit: "positive" -> logit, "negative" -> -logit; int 1/0 mean the same; "predicted"
+    -> |logit|, i.e. the evidence for the class the model chose for each image.
     Class logits: int c -> logit c; "positive"/"negative" -> +/- logit of the predicted class.
     """
     is_index = isinstance(target, int) and not isinstance(target, bool)
-    if not is_index and target not in ("positive", "negative"):
+    if not is_index and target not in ("positive", "negative", "predicted"):
         raise ActivationError(
             f"target must be 'positive', 'negative' or a class index, not {target!r}"
         )
@@ -209,6 +210,8 @@ def _explained_output(model: nn.Module, target: Target) -> Callable[[torch.Tenso
     def forward(x: torch.Tensor) -> torch.Tensor:
         out = _logits(model, x)  # (B, K)
         if out.shape[1] == 1:
+            if target == "predicted":  # |logit|: the evidence for whichever class was predicted
+                return out.abs()
             if isinstance(target, int) and target not in (0, 1):
                 raise ActivationError(f"a single-logit model has classes 0 and 1, not {target}")
             sign = 1.0 if target in ("positive", 1) else -1.0
@@ -218,7 +221,7 @@ def _explained_output(model: nn.Module, target: Target) -> Callable[[torch.Tenso
                 raise ActivationError(f"class index {target} outside 0..{out.shape[1] - 1}")
             return out[:, target : target + 1]
         picked = out.gather(1, out.argmax(dim=1, keepdim=True))  # (B, 1) predicted-class logit
-        return picked if target == "positive" else -picked
+        return -picked if target == "negative" else picked
 
     return forward
 

@@ -11,7 +11,7 @@ from fxcore.train import TrainConfig, train
 # SynthFaces pair: the project's two default attributes on the embedded face generator.
 SYNTH = TrainConfig(
     dataset="synthfaces", attributes=["Smiling", "Male"], model="vgg-mini", image_size=64,
-    epochs=4, batch_size=32, lr=1e-3, seed=0, pretrained="no", synth_train=3000, max_val=1000,
+    epochs=3, batch_size=32, lr=1e-3, seed=0, pretrained="no", synth_train=3000, max_val=1000,
 )  # fmt: skip
 # The seed's MNIST study: 3-layer MLP, Adam, MSE on one-hot targets, 5 epochs (bundled MNIST copy).
 MNIST = TrainConfig(

@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 
 from fxcore.data import LANDMARK_NAMES, DataError, FxDataset, Sample, fingerprint_of
 
-VERSION = 1
+VERSION = 2  # bump whenever the pixels change (part of the data fingerprint)
 _SALT = 0x5F17
 ATTRIBUTES = ("Smiling", "Male", "Eyes_Open", "Bangs", "Rosy_Cheeks")
 REGIONS = ("mouth", "eyes", "nose", "glasses")  # generic regions besides one per attribute
@@ -186,7 +186,10 @@ def _render(p: dict[str, np.ndarray], size: int) -> np.ndarray:
     lid = q["ey"] + 0.02 * (1 - (du / 0.1) ** 2)  # closed: a lash line curving down
     paint((1 - q["Eyes_Open"]) * _band(du, 0.1, e) * _band(vv - lid, 0.01, e), skin * 0.25, w)
     by = q["ey"] - 0.15 + 0.035 * male - 0.025 * (1 - (du / 0.13) ** 2)  # Male: low, thick
-    paint(_band(du, 0.13, e) * _band(vv - by, 0.011 + 0.012 * male, e), hair * 0.7, w)
+    # Brows always darker than the skin (not just the hair colour): the Male cue must stay visible
+    # on grey- or blond-haired, pale faces, where hair-coloured brows would vanish.
+    brow = np.minimum(hair, skin) * 0.45
+    paint(_band(du, 0.13, e) * _band(vv - by, 0.011 + 0.012 * male, e), brow, w)
     ring = np.abs(du * du * (1 / 0.14**2) + dv * dv * (1 / 0.1**2) - 1.0)
     frame = _band(ring, 0.2, e * 0.05) + _band(uu, 0.08, e) * _band(dv + 0.02, 0.009, e)
     paint(q["glasses"] * _c(frame), p["frame_rgb"], w)

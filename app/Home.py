@@ -1,0 +1,153 @@
+"""fxcore app, Home page: ``streamlit run app/Home.py``.
+
+The experiments found, their training curves and bad epochs; the built-in demo when there is none.
+The other pages live in ``app/pages/``; every page draws the same experiment picker in the sidebar
+(kept in the URL), so one choice holds for all of them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cache
+import pandas as pd
+import streamlit as st
+import ui
+from plotly.subplots import make_subplots
+
+from fxcore.checkpoints import Experiment, Run
+
+
+def epochs_text(epochs: list[int]) -> str:
+    if not epochs:
+        return "none"
+    if epochs == list(range(epochs[0], epochs[-1] + 1)):
+        return f"{epochs[0]}–{epochs[-1]}" if len(epochs) > 1 else str(epochs[0])
+    return ", ".join(map(str, epochs))
+
+
+def best_accuracy(run: Run) -> str:
+    rows = [r for r in run.metrics() if isinstance(r.get("val_accuracy"), int | float)]
+    rows = [r for r in rows if not math.isnan(r["val_accuracy"])]
+    if not rows:
+        return f"{run.attribute}: –"
+    best = max(rows, key=lambda r: r["val_accuracy"])
+    return f"{run.attribute}: {best['val_accuracy']:.3f} (epoch {best.get('epoch', '?')})"
+
+
+def overview(exps: list[Experiment]) -> pd.DataFrame:
+    rows = []
+    for exp in exps:
+        cfg = exp.info.get("config", {})
+        bad = sum(len(r.bad_epochs()) for r in exp.runs)
+        eps = sorted({e for r in exp.runs for e in r.epochs()})
+        rows.append({
+            "experiment": exp.name,
+            "dataset": exp.info.get("dataset", cfg.get("dataset", "?")),
+            "model": exp.info.get("model", cfg.get("model", "?")),
+            "attributes": ", ".join(r.attribute for r in exp.runs),
+            "epochs": epochs_text(eps),
+            "best val accuracy": "; ".join(best_accuracy(r) for r in exp.runs),
+            "bad epochs": bad,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def curves(exp: Experiment) -> None:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Validation accuracy"))
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    shown = False
+    for i, run in enumerate(exp.runs):
+        rows = sorted((r for r in run.metrics() if "epoch" in r), key=lambda r: r["epoch"])
+        if not rows:
+            continue
+        shown = True
+        c, label = colours[i % len(colours)], ui.run_label(i, run)
+        x = [r["epoch"] for r in rows]
+        for key, dash, where in (("train_loss", "solid", 1), ("val_loss", "dot", 1),
+                                 ("val_accuracy", "solid", 2)):  # fmt: skip
+            y = [r.get(key) for r in rows]
+            if all(v is None for v in y):
+                continue
+            name = f"{label} {key.replace('_', ' ')}"
+            fig.add_scatter(x=x, y=y, name=name, mode="lines+markers", row=1, col=where,
+                            line={"color": c, "dash": dash})  # fmt: skip
+    if not shown:
+        st.info("No metrics recorded yet for this experiment (metrics.jsonl is empty).")
+        return
+    fig.update_xaxes(title_text="epoch", dtick=1)
+    fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    st.plotly_chart(fig, key="curves")
+
+
+def bad_epochs(exp: Experiment) -> None:
+    bad = [(r, e, why) for r in exp.runs for e, why in sorted(r.bad_epochs().items())]
+    if not bad:
+        st.success("Every checkpoint of this experiment is intact.", icon=":material/check:")
+        return
+    lines = "\n".join(f"- **{r.name}** epoch {e}: `{why}`" for r, e, why in bad)
+    st.warning(f"{len(bad)} epoch(s) cannot be used and are skipped on every page; the other "
+               f"epochs stay usable.\n\n{lines}")  # fmt: skip
+
+
+def demo_section() -> None:
+    root = cache.checkpoints_root()
+    st.info(f"No experiment found in `{root}`.")
+    st.markdown("**Try the built-in demo** — two small experiments trained on this machine "
+                "(a VGG pair on synthetic faces, Smiling vs Male; and the seed paper's MNIST MLP). "
+                "This takes a few minutes on a CPU.")  # fmt: skip
+    if st.button("Train the built-in demo", type="primary", key="demo"):
+        run_demo(root)
+    st.markdown("**Or train on CelebA** (set `FXCORE_CHECKPOINTS` to read experiments elsewhere):")
+    st.code(ui.TRAIN_CELEBA, language="bash")
+
+
+def run_demo(root) -> None:
+    from fxcore.demo import DEMOS, make_demo
+
+    lock = cache.demo_lock()
+    if not lock.acquire(blocking=False):
+        st.warning("The demo is already being trained in another session; reload in a minute.")
+        return
+    try:
+        with st.status("Training the demo experiments…", expanded=True) as status:
+            bar = st.progress(0.0)
+            for i, name in enumerate(DEMOS):
+                st.write(f"{name}: training (progress in the server console)…")
+                make_demo(root, [name])
+                bar.progress((i + 1) / len(DEMOS))
+            status.update(label="Demo experiments ready", state="complete")
+    except Exception as exc:  # noqa: BLE001 - e.g. a read-only folder: say so
+        st.error(f"The demo could not be trained in {root}: {exc}")
+        return
+    finally:
+        lock.release()
+    st.rerun()
+
+
+def main() -> None:
+    ui.page_setup()
+    st.title("fxcore: identical networks, different labels")
+    st.caption("K copies of one network share their initialisation and every batch, but learn "
+               "different attributes. Pick an experiment in the sidebar; the other pages show "
+               "how the models come to differ.")  # fmt: skip
+    exps, problems = cache.experiments()
+    for msg in problems:
+        st.warning(f"Skipped an experiment folder: {msg}")
+    if not exps:
+        demo_section()
+        return
+    st.subheader("Experiments")
+    st.caption(f"From `{cache.checkpoints_root()}`")
+    st.dataframe(overview(exps), hide_index=True)
+    exp = cache.experiment(st.session_state.get("experiment")) or exps[0]
+    st.subheader(f"Training curves: {exp.name}")
+    with ui.guard("Training curves"):
+        curves(exp)
+    with ui.guard("Checkpoint check"):
+        bad_epochs(exp)
+    with st.expander("Configuration"):
+        st.json(exp.info.get("config", {}), expanded=False)
+
+
+main()

@@ -1,0 +1,132 @@
+"""Feature maps: what L1 and L2 see in one face, at one epoch and layer, side by side."""
+
+from __future__ import annotations
+
+import hashlib
+
+import cache
+import numpy as np
+import streamlit as st
+import ui
+
+from fxcore.activations import conv_layers, overlay, shared_range
+from fxcore.analysis import ModelView, cam_layer
+from fxcore.checkpoints import Experiment, Run
+from fxcore.faces import PreparedImage, prepare_upload
+from fxcore.stats import tile_grid
+
+SOURCES = ("Sample from the dataset", "Upload a photo")
+
+
+def choose_image(exp: Experiment) -> tuple[PreparedImage, str, str] | None:
+    """The prepared input, a cache key for it, and a caption; None when there is none yet."""
+    size, normalize, mode = ui.input_spec(exp)
+    cfg = exp.info.get("config", {})
+    has_data = exp.info.get("dataset") not in (None, "imported")
+    source = st.radio("Image", SOURCES if has_data else SOURCES[1:], horizontal=True, key="fm_src")
+    if source == SOURCES[0]:
+        n = len(cache.dataset(cfg, "val"))
+        index = int(st.number_input(f"Validation image (0–{n - 1})", 0, max(0, n - 1), 0,
+                                    key="fm_index"))  # fmt: skip
+        s = cache.sample(cfg, index)
+        labels = ", ".join(f"{k}={v:g}" for k, v in s.labels.items())
+        return prepare_upload(s.image, size, normalize, mode=mode), f"val:{index}", labels
+    c1, c2 = st.columns([3, 1])
+    upload = c1.file_uploader("Face photo (JPEG, PNG or WebP)", type=ui.UPLOAD_TYPES,
+                              key="fm_upload")  # fmt: skip
+    crop = c2.toggle("Face crop", value=True, key="fm_crop",
+                     help="Find the largest face and frame it like the CelebA training images; "
+                          "the crop actually fed to the models is shown below.")  # fmt: skip
+    if upload is None:
+        st.info("Upload a face photo to compare the two models on it.")
+        return None
+    data = upload.getvalue()
+    prepared, error = ui.prepare_image(data, size, normalize, crop_face=crop, mode=mode)
+    if error:
+        st.error(error)
+        return None
+    key = f"{hashlib.sha256(data).hexdigest()}:{crop}"
+    return prepared, key, f"{upload.name}: {prepared.message}"
+
+
+def ranges(maps: list[np.ndarray], shared: bool) -> list[tuple[float, float]]:
+    return [shared_range(maps)] * len(maps) if shared else [shared_range([m]) for m in maps]
+
+
+def tiles(view: ModelView, lo: float, hi: float) -> np.ndarray:
+    grid = tile_grid(view.top_maps, cols=4, pad=1)
+    rgb = ui.colourise(grid, lo, hi)
+    side = view.top_maps.shape[-1]
+    return ui.upscale(rgb, grid.shape[1] * max(1, 96 // side))
+
+
+def render(runs: list[Run], views: list[ModelView], image: np.ndarray, shared: bool,
+           negative: bool) -> None:  # fmt: skip
+    cm = ranges([v.channel_mean for v in views], shared)
+    top = ranges([v.top_maps for v in views], shared)
+    pos = ranges([v.cam_positive for v in views], shared)
+    neg = ranges([v.cam_negative for v in views], shared)
+    for i, (col, run, view) in enumerate(zip(st.columns(len(views), gap="large"), runs, views)):
+        with col:
+            st.subheader(ui.run_label(i, run))
+            st.metric(f"P({run.attribute})", f"{view.probability:.3f}",
+                      help=f"sigmoid of the logit {view.logit:+.3f}")  # fmt: skip
+            pics = [(overlay(image, view.channel_mean, *cm[i]), "Channel-mean activation"),
+                    (overlay(image, view.cam_positive, *pos[i]),
+                     f"Grad-CAM: evidence for {run.attribute}")]  # fmt: skip
+            if negative:
+                pics.append((overlay(image, view.cam_negative, *neg[i]),
+                             f"Grad-CAM: evidence against {run.attribute}"))  # fmt: skip
+            for sub, (pic, caption) in zip(st.columns(len(pics)), pics):
+                sub.image(ui.upscale(pic), caption=caption, width="stretch")
+            fig = ui.heatmap_figure(view.channel_mean, zmin=cm[i][0], zmax=cm[i][1], square=True,
+                                    colorscale="Jet", title="Channel mean (input pixels)",
+                                    height=320, value_name="activation")  # fmt: skip
+            st.plotly_chart(fig, key=f"fm_cm_{i}")
+            st.image(tiles(view, *top[i]), caption=f"Top {len(view.top_channels)} channels "
+                     f"(by mean activation): {view.top_channels}")  # fmt: skip
+
+
+def main() -> None:
+    ui.page_setup()
+    st.title("Feature maps and Grad-CAM")
+    exp = ui.current_experiment()
+    runs = ui.pick_runs(exp, "fm")
+    epochs = ui.epochs_or_stop(runs)
+    c1, c2 = st.columns(2)
+    with c1:
+        epoch = ui.epoch_picker(epochs, "fm_epoch")
+    model = cache.model(runs[0], epoch)
+    convs = conv_layers(model)
+    if not convs:
+        st.info(f"{runs[0].model} has no convolutional layer, so there are no feature maps or "
+                "Grad-CAM to show. Its first-layer weights, one 28×28 tile per hidden unit, are "
+                "on the Weight statistics page.")  # fmt: skip
+        st.page_link(ui.PAGES["weights"], label="First-layer view (Weight statistics)",
+                     icon=":material/grid_on:")  # fmt: skip
+        return
+    size = ui.input_spec(exp)[0]
+    default = cam_layer(model, size)
+    layer = c2.selectbox("Layer", convs, index=convs.index(default), key="fm_layer",
+                         help="Conv layers in forward order; the default is the deepest whose "
+                              "maps are still at least 8 pixels wide.")  # fmt: skip
+    o1, o2, o3 = st.columns(3)
+    shared = o1.toggle("One colour scale for both models", value=True, key="fm_shared",
+                       help="Off: each model's maps are scaled to their own range.")  # fmt: skip
+    negative = o2.toggle("Show negative Grad-CAM", value=False, key="fm_negative")
+    top_k = int(o3.number_input("Top-k channels", 1, 32, 8, key="fm_topk"))
+    picked = None
+    left, right = st.columns([1, 4])
+    with right, ui.guard("Image"):
+        picked = choose_image(exp)
+    if picked is None:
+        return
+    prepared, key, caption = picked
+    image = np.asarray(prepared.display.convert("RGB"))
+    left.image(ui.upscale(image, 160), caption=f"Model input ({size}×{size}); {caption}")
+    with ui.guard("Feature maps"), st.spinner("Running both models…"):
+        views = cache.explain(runs, epoch, layer, prepared.tensor, key, top_k)
+        render(runs, views, image, shared, negative)
+
+
+main()

@@ -1,0 +1,322 @@
+"""UI helpers shared by the pages: error guards, pickers, image and figure builders.
+
+Figure and image builders are plain functions of arrays (no Streamlit call), so tests can check
+them directly, e.g. the payload of a heatmap of a huge tensor.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import cache
+import matplotlib
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
+
+from fxcore.analysis import common_epochs
+from fxcore.checkpoints import Experiment, Run
+from fxcore.faces import ImageInputError, PreparedImage
+
+log = logging.getLogger("fxcore.app")
+
+TRAIN_CELEBA = (
+    "python -m fxcore train --dataset celeba --data-root /path/to/celeba --attributes Smiling Male "
+    "--model vgg19 --epochs 10 --out checkpoints/celeba-vgg19"
+)
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp"]
+MAX_FIGURE_BYTES = 2_000_000
+DISPLAY_PX = 224  # small model inputs (32-64 px) are upscaled to this for display
+STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+PAGES = {
+    "home": "Home.py",
+    "features": "pages/1_Feature_maps.py",
+    "weights": "pages/2_Weight_statistics.py",
+    "dynamics": "pages/3_Training_dynamics.py",
+    "dataset": "pages/4_Dataset.py",
+}
+
+
+# ---------------------------------------------------------------- errors
+
+
+@contextmanager
+def guard(what: str) -> Iterator[None]:
+    """Show any failure inside the block as a readable message; the rest of the page goes on."""
+    try:
+        yield
+    except ScriptControlException:  # st.stop / st.rerun must pass through
+        raise
+    except ImageInputError as exc:
+        st.error(f"{what}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback
+        log.warning("%s failed", what, exc_info=True)
+        kind = type(exc).__name__
+        known = kind.endswith("Error") and type(exc).__module__.startswith("fxcore")
+        st.error(f"{what}: {exc}" if known else f"{what} failed ({kind}: {exc})")
+
+
+# ---------------------------------------------------------------- experiment selection
+
+
+def page_setup() -> None:
+    """Page config and the sidebar experiment picker; the first call of every page."""
+    st.set_page_config(page_title="fxcore", page_icon=":material/compare:", layout="wide")
+    sidebar_experiment_picker()
+
+
+def _picked() -> None:
+    st.session_state["experiment"] = st.session_state["experiment_picker"]
+
+
+def sidebar_experiment_picker() -> None:
+    """The experiment chooser shown on every page.
+
+    The choice lives in ``st.session_state["experiment"]`` (a plain key, so it survives page
+    switches, unlike widget state) and in the ``?experiment=`` query parameter (shareable links).
+    """
+    with guard("Listing experiments"):
+        exps, problems = cache.experiments()
+        names = [e.name for e in exps]
+        if not names:
+            st.sidebar.caption(f"No experiment in `{cache.checkpoints_root()}`")
+            return
+        current = st.session_state.get("experiment")
+        if current not in names:
+            asked = st.query_params.get("experiment")
+            current = asked if asked in names else names[0]
+        st.session_state["experiment"] = current
+        st.sidebar.selectbox("Experiment", names, index=names.index(current),
+                             key="experiment_picker", on_change=_picked)  # fmt: skip
+        if st.query_params.get("experiment") != current:
+            st.query_params["experiment"] = current
+        if problems:
+            st.sidebar.warning(
+                f"{len(problems)} experiment folder(s) could not be opened (see Home)"
+            )
+
+
+def current_experiment() -> Experiment:
+    """The experiment picked in the sidebar; stops the page with a hint when there is none."""
+    exp = cache.experiment(st.session_state.get("experiment"))
+    if exp is None:
+        exps, _ = cache.experiments()
+        exp = exps[0] if exps else None
+    if exp is None:
+        st.info(f"No experiment found in `{cache.checkpoints_root()}`. Train the demo on Home.")
+        st.page_link(PAGES["home"], label="Go to Home", icon=":material/home:")
+        st.stop()
+    if not exp.runs:
+        st.error(f"Experiment {exp.name} has no runs (no run.json in its subfolders).")
+        st.stop()
+    return exp
+
+
+def run_label(i: int, run: Run) -> str:
+    return f"L{i + 1}: {run.attribute}"
+
+
+def pick_runs(exp: Experiment, prefix: str) -> list[Run]:
+    """Two run selectors (L1, L2) when the experiment has more than one run."""
+    names = [r.name for r in exp.runs]
+    if len(names) == 1:
+        return list(exp.runs)
+    c1, c2 = st.columns(2)
+    a = c1.selectbox("L1 model", names, index=0, key=f"{prefix}_l1", format_func=_run_fmt(exp))
+    b = c2.selectbox("L2 model", names, index=1, key=f"{prefix}_l2", format_func=_run_fmt(exp))
+    if a == b:
+        st.warning("L1 and L2 are the same run: the differences below are zero.")
+    return [exp.run(a), exp.run(b)]
+
+
+def _run_fmt(exp: Experiment):
+    return lambda name: f"{name} ({exp.run(name).attribute})"
+
+
+def epochs_or_stop(runs: Sequence[Run]) -> list[int]:
+    """Common valid epochs of the runs; bad ones are reported, none at all stops the page."""
+    bad_epochs_note(runs)
+    eps = common_epochs(runs)
+    if not eps:
+        st.error("These runs share no valid epoch: every checkpoint is missing or damaged.")
+        st.stop()
+    return eps
+
+
+def bad_epochs_note(runs: Sequence[Run]) -> None:
+    bad = [(r, e, why) for r in runs for e, why in sorted(r.bad_epochs().items())]
+    if bad:
+        with st.expander(f"⚠️ {len(bad)} epoch(s) skipped: missing or damaged checkpoints"):
+            for run, epoch, why in bad:
+                st.markdown(f"- **{run.name}** epoch {epoch}: `{why}`")
+
+
+def epoch_range(epochs: list[int], key: str) -> tuple[int, int]:
+    """A range slider over the valid epochs (single epoch = A..A)."""
+    if len(epochs) == 1:
+        st.caption(f"Only epoch {epochs[0]} is available.")
+        return epochs[0], epochs[0]
+    lo, hi = st.select_slider("Epoch range (inclusive; A..A = one epoch)", options=epochs,
+                              value=(epochs[0], epochs[-1]), key=key)  # fmt: skip
+    return int(lo), int(hi)
+
+
+def epoch_picker(epochs: list[int], key: str, label: str = "Epoch") -> int:
+    if len(epochs) == 1:
+        st.caption(f"{label}: {epochs[0]} (the only valid one)")
+        return epochs[0]
+    return int(st.select_slider(label, options=epochs, value=epochs[-1], key=key))
+
+
+def weight_keys(run: Run) -> list[str]:
+    """Trainable tensors of a run (BatchNorm running statistics left out), in model order."""
+    shapes = [k for k in run.shapes if not k.endswith(STAT_SUFFIXES)]
+    order = cache.tensor_order(run.model, int(run.info.get("num_outputs", 1)))
+    return [k for k in order if k in shapes] + [k for k in shapes if k not in order]
+
+
+def input_spec(exp: Experiment) -> tuple[int, bool, str]:
+    """(image size, ImageNet-normalise?, PIL mode) of the experiment's model inputs."""
+    cfg = exp.info.get("config", {})
+    if cfg.get("dataset", exp.info.get("dataset")) == "mnist":
+        return 28, False, "L"
+    default = 64 if exp.info.get("model", cfg.get("model")) == "vgg-mini" else 224
+    return int(cfg.get("image_size") or default), True, "RGB"
+
+
+def model_order(run: Run, names: Sequence[str]) -> list[str]:
+    """``names`` (weight keys or layer names such as ``features.3``) in the model's order."""
+    order = cache.tensor_order(run.model, int(run.info.get("num_outputs", 1)))
+    rank = {}
+    for i, key in enumerate(order):
+        rank.setdefault(key, i)
+        rank.setdefault(key.rsplit(".", 1)[0], i)  # the layer owning this parameter
+    return sorted(names, key=lambda n: (rank.get(n, len(order)), n))
+
+
+# ---------------------------------------------------------------- uploads
+
+
+def prepare_image(data: bytes, image_size: int, normalize: bool, crop_face: bool = False,
+                  mode: str = "RGB") -> tuple[PreparedImage | None, str | None]:  # fmt: skip
+    """Prepare uploaded bytes as the models' input: ``(prepared, None)`` or ``(None, message)``."""
+    try:
+        return cache.prepared_upload(bytes(data), image_size, normalize, crop_face, mode), None
+    except ImageInputError as exc:
+        return None, f"Cannot use this file: {exc}"
+    except Exception as exc:  # noqa: BLE001 - e.g. an exotic decoder failure: still a message
+        log.warning("upload failed", exc_info=True)
+        return None, f"Cannot use this file ({type(exc).__name__}): upload a JPEG or PNG photo"
+
+
+# ---------------------------------------------------------------- images
+
+
+def upscale(img: np.ndarray | Image.Image, size: int = DISPLAY_PX) -> np.ndarray:
+    """Nearest-neighbour upscale so each model pixel stays a visible square."""
+    pil = img if isinstance(img, Image.Image) else Image.fromarray(np.asarray(img))
+    if pil.width >= size:
+        return np.asarray(pil)
+    return np.asarray(pil.resize((size, size * pil.height // pil.width), Image.NEAREST))
+
+
+def colourise(m: np.ndarray, lo: float, hi: float, cmap: str = "viridis") -> np.ndarray:
+    """(H, W) float map -> uint8 RGB with a fixed range; NaN becomes white."""
+    m = np.asarray(m, np.float32)
+    span = hi - lo if hi > lo else 1.0
+    rgb = matplotlib.colormaps[cmap](np.clip((m - lo) / span, 0, 1))[..., :3]
+    rgb[np.isnan(m)] = 1.0
+    return np.rint(rgb * 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- figures
+
+
+def heatmap_figure(z: np.ndarray, *, title: str = "", zmin: float | None = None,
+                   zmax: float | None = None, colorscale: str = "RdBu_r",
+                   block: tuple[int, int] = (1, 1), origin: tuple[int, int] = (0, 0),
+                   height: int = 380, value_name: str = "value",
+                   square: bool = False, axis_titles: bool = True) -> go.Figure:  # fmt: skip
+    """Interactive heatmap; x/y are the original column/row indices of each (pooled) cell.
+
+    Cell ``(i, j)`` covers rows ``origin_r + i*block_r .. + block_r-1`` (and likewise columns), so
+    hovering shows where in the full tensor a cell lies. Arrays are sent as float32/int32
+    (plotly encodes numpy arrays as base64 binary), which keeps a 512x512 map under 2 MB.
+    """
+    z = np.asarray(z, dtype=np.float32)
+    br, bc = block
+    x = (origin[1] + np.arange(z.shape[1]) * bc).astype(np.int32)
+    y = (origin[0] + np.arange(z.shape[0]) * br).astype(np.int32)
+    rows = "row %{y}" + (f" (+{br - 1})" if br > 1 else "")
+    cols = "col %{x}" + (f" (+{bc - 1})" if bc > 1 else "")
+    fig = go.Figure(go.Heatmap(
+        z=z, x=x, y=y, zmin=zmin, zmax=zmax, colorscale=colorscale,
+        hovertemplate=f"{rows}<br>{cols}<br>{value_name} %{{z:.4g}}<extra></extra>",
+        colorbar={"thickness": 10, "xpad": 4},
+    ))  # fmt: skip
+    fig.update_yaxes(autorange="reversed", title_text="row" if axis_titles else None)
+    fig.update_xaxes(title_text="column" if axis_titles else None)
+    if square:  # one data unit is as tall as it is wide (images, unit tiles)
+        fig.update_yaxes(scaleanchor="x", constrain="domain")
+        fig.update_xaxes(constrain="domain")
+    fig.update_layout(title=title, height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def symmetric(maps: Sequence[np.ndarray], robust: bool = False) -> tuple[float, float]:
+    """Range ``(-m, m)`` covering every finite value (or the 99.5th percentile of |values|)."""
+    vals = [np.abs(np.asarray(m, np.float64)) for m in maps]
+    vals = [v[np.isfinite(v)] for v in vals]
+    vals = [v for v in vals if v.size]
+    if not vals:
+        return -1.0, 1.0
+    m = max(float(np.percentile(v, 99.5)) if robust else float(v.max()) for v in vals)
+    return (-m, m) if m > 0 else (-1.0, 1.0)
+
+
+def positive(maps: Sequence[np.ndarray], robust: bool = False) -> tuple[float, float]:
+    """Range ``(0, m)`` for non-negative maps such as variances."""
+    lo, hi = symmetric(maps, robust)
+    return 0.0, hi
+
+
+def figure_bytes(fig: go.Figure) -> int:
+    return len(fig.to_json())
+
+
+def line_figure(x: Sequence[float], series: dict[str, Sequence[float]], *, title: str = "",
+                xlabel: str = "epoch", ylabel: str = "", height: int = 320,
+                dashes: dict[str, str] | None = None,
+                colours: dict[str, str] | None = None) -> go.Figure:  # fmt: skip
+    fig = go.Figure()
+    for name, ys in series.items():
+        line = {"dash": (dashes or {}).get(name, "solid")}
+        if colours and name in colours:
+            line["color"] = colours[name]
+        fig.add_trace(go.Scatter(x=list(x), y=[None if v is None else float(v) for v in ys],
+                                 mode="lines+markers", name=name, line=line))  # fmt: skip
+    fig.update_layout(title=title, height=height, xaxis_title=xlabel, yaxis_title=ylabel,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+    if xlabel == "epoch":
+        fig.update_xaxes(dtick=1)
+    return fig
+
+
+def layer_epoch_figure(layers: list[str], epochs: list[int], values: np.ndarray, *, title: str,
+                       zmin: float | None = None, zmax: float | None = None,
+                       colorscale: str = "Viridis") -> go.Figure:  # fmt: skip
+    """Layer x epoch heatmap (rows = layers in model order)."""
+    fig = go.Figure(go.Heatmap(
+        z=np.asarray(values, np.float32), x=[str(e) for e in epochs], y=layers, zmin=zmin,
+        zmax=zmax, colorscale=colorscale,
+        hovertemplate="%{y}<br>epoch %{x}<br>%{z:.4g}<extra></extra>", colorbar={"thickness": 12},
+    ))  # fmt: skip
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title_text="epoch", type="category")
+    fig.update_layout(title=title, height=max(260, 22 * len(layers) + 120),
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+    return fig

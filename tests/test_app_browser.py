@@ -1,0 +1,212 @@
+"""The real app in headless Chromium: every page renders, and an uploaded face reaches both models.
+
+Needs Playwright's Python package and Debian's ``/usr/bin/chromium`` (never ``playwright install``);
+skips otherwise. ``FXCORE_SCREENSHOTS=1`` saves one PNG per page under ``docs/screenshots/``;
+``FXCORE_SCREENSHOT_ROOT=/path/to/checkpoints`` points the app at other experiments than the tiny
+test fixture (e.g. the demo ones, for the documentation screenshots).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = REPO / "docs" / "screenshots"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+PAGES = [("Feature maps", "feature-maps"), ("Weight statistics", "weight-statistics"),
+         ("Training dynamics", "training-dynamics"), ("Dataset", "dataset")]  # fmt: skip
+
+pytestmark = pytest.mark.browser
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 40.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"streamlit did not answer at {url} within {timeout:.0f} s")
+
+
+def face_jpeg(path: Path) -> Path:
+    """A synthetic face photo (not from any dataset) as a 256x256 JPEG."""
+    from PIL import Image
+
+    from fxcore.synthfaces import SynthFaces
+
+    arr = SynthFaces("val", image_size=256, max_samples=4).render([3])[0].transpose(1, 2, 0)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "JPEG", quality=92)
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def settle(page, timeout: float = 60_000) -> None:
+    """Wait until the script run is over (Streamlit shows a status widget while it runs)."""
+    page.wait_for_selector('[data-testid="stMain"] h1', timeout=timeout)  # every page has a title
+    page.wait_for_timeout(400)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout
+    )
+    page.wait_for_timeout(300)
+
+
+def no_errors(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert "Traceback" not in page.inner_text("body")
+
+
+def shot(page, name: str) -> None:
+    if os.environ.get("FXCORE_SCREENSHOTS") == "1":
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        # The app scrolls inside its main pane, so grow the window to the content's height.
+        height = page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+        size = page.viewport_size
+        page.set_viewport_size({"width": size["width"], "height": min(int(height) + 40, 8000)})
+        page.wait_for_timeout(1500)  # let plotly redraw at the new size
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        page.set_viewport_size(size)
+        page.wait_for_timeout(300)
+
+
+def pick_experiments(root: Path) -> tuple[str, str | None]:
+    """(a face experiment, an MNIST one or None) under ``root``."""
+    from fxcore.checkpoints import list_experiments
+
+    exps = list_experiments(root)
+    faces = [e.name for e in exps if e.info.get("dataset") not in ("mnist", "imported")]
+    mnist = [e.name for e in exps if e.info.get("dataset") == "mnist"]
+    assert faces, f"no face experiment under {root}"
+    return faces[0], (mnist[0] if mnist else None)
+
+
+@pytest.fixture
+def server(tiny_root: Path, tmp_path: Path):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api", reason="playwright (Python package) not installed")
+    root = Path(os.environ.get("FXCORE_SCREENSHOT_ROOT") or tiny_root)
+    port = free_port()
+    env = {**os.environ, "FXCORE_CHECKPOINTS": str(root)}
+    cmd = [sys.executable, "-m", "streamlit", "run", "app/Home.py", "--server.port", str(port),
+           "--server.headless", "true", "--server.address", "127.0.0.1"]  # fmt: skip
+    log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, proc)
+        yield url, root
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_every_page_and_an_upload(server, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, root = server
+    face_exp, mnist_exp = pick_experiments(root)
+    photo = face_jpeg(tmp_path / "face.jpg")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page.set_default_timeout(60_000)
+            page.goto(f"{url}/?experiment={face_exp}")
+            settle(page)
+            page.get_by_text("Training curves").first.wait_for()
+            page.locator(".js-plotly-plot").first.wait_for()  # plotly.js loads lazily
+            no_errors(page)
+            shot(page, "home")
+
+            nav = page.locator('[data-testid="stSidebarNav"]')
+            for title, name in PAGES:  # sidebar navigation keeps the chosen experiment
+                nav.get_by_text(title, exact=True).click()
+                settle(page)
+                page.get_by_role("heading", name=title.split()[0]).first.wait_for()
+                picker = page.locator('[data-testid="stSidebar"] input[aria-label="Experiment"]')
+                assert picker.input_value() == face_exp
+                no_errors(page)
+                if name == "feature-maps":
+                    upload_face(page, photo)
+                elif name == "weight-statistics":  # another tensor: the maps follow
+                    tensor = page.locator('input[aria-label="Weight tensor"]')
+                    tensor.click()
+                    tensor.fill("classifier.0.weight")  # the list is long: filter it
+                    page.get_by_role("option").filter(has_text="classifier.0.weight").first.click()
+                    settle(page)
+                    page.get_by_text("L1 − L2 — variance").first.wait_for()
+                    assert (
+                        "classifier.0.weight" in page.locator('[data-testid="stMain"]').inner_text()
+                    )
+                elif name == "training-dynamics":
+                    page.get_by_text("CKA(L1, L2)").first.wait_for()
+                    page.get_by_text("share of Grad-CAM mass").first.wait_for()
+                page.locator(".js-plotly-plot").first.wait_for()
+                shot(page, name)
+
+            if mnist_exp:  # the MLP: 28x28 unit tiles on Weight statistics, a note on Feature maps
+                picker = page.locator('[data-testid="stSidebar"] input[aria-label="Experiment"]')
+                picker.click()
+                page.get_by_role("option", name=mnist_exp).click()
+                settle(page)
+                nav.get_by_text("Weight statistics", exact=True).click()
+                settle(page)
+                page.get_by_text("First-layer units as 28×28 images").wait_for()
+                assert picker.input_value() == mnist_exp
+                no_errors(page)
+                shot(page, "weight-statistics-mnist")
+                nav.get_by_text("Feature maps", exact=True).click()
+                settle(page)
+                page.get_by_text("no convolutional layer").wait_for()
+                no_errors(page)
+        finally:
+            browser.close()
+
+
+def upload_face(page, photo: Path) -> None:
+    page.get_by_text("Upload a photo").click()
+    settle(page)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(photo))
+    page.get_by_text("evidence for", exact=False).first.wait_for()
+    settle(page)
+    page.locator(".js-plotly-plot").first.wait_for()
+    page.wait_for_timeout(500)
+    cols = page.locator('[data-testid="stHorizontalBlock"]').filter(
+        has=page.locator('[data-testid="stMetric"]')
+    )
+    columns = cols.last.locator(':scope > [data-testid="stColumn"]')
+    assert columns.count() == 2
+    for i in range(2):  # each model's column: prediction, heatmap images and a plotly chart
+        col = columns.nth(i)
+        assert col.locator('[data-testid="stMetric"]').count() == 1
+        assert col.locator('[data-testid="stImage"] img').count() >= 3
+        assert col.locator(".js-plotly-plot").count() == 1
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+    no_errors(page)
