@@ -252,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 130
+    except OSError as exc:  # unwritable --out, missing input file, full disk ...
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     except Exception as exc:
         # Every error type fxcore defines (DataError, CheckpointError, ImageInputError, ...) carries
         # a message written for the user: print it as one line. Anything else is a bug: traceback.

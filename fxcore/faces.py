@@ -85,15 +85,22 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
 
 def _high_depth_to_l(img: Image.Image) -> Image.Image:
     """16/32-bit integer or float grayscale -> 8-bit L by scaling (Pillow's convert clips)."""
-    arr = np.asarray(img).astype(np.float64)
+    arr = np.asarray(img)  # (H, W) uint16 / int32 / float32
     lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
     if img.mode.startswith("I;16") or (img.mode == "I" and lo >= 0 and 255 < hi <= 65535):
-        arr = arr / 257.0  # 0..65535 -> 0..255
+        shift, scale = 0.0, 1.0 / 257.0  # 0..65535 -> 0..255
     elif img.mode == "F" and lo >= 0 and hi <= 1.0:
-        arr = arr * 255.0
+        shift, scale = 0.0, 255.0
     elif lo < 0 or hi > 255:  # unknown range: stretch what is there
-        arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
-    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
+        shift, scale = lo, (255.0 / (hi - lo) if hi > lo else 0.0)
+    else:
+        shift, scale = 0.0, 1.0
+    out = np.empty(arr.shape, np.uint8)
+    # float64 in blocks of rows: a whole 40-megapixel image as float64 would need > 1 GB.
+    for r in range(0, arr.shape[0], 256):
+        block = (arr[r : r + 256].astype(np.float64) - shift) * scale
+        out[r : r + 256] = np.clip(np.rint(block), 0, 255)
+    return Image.fromarray(out, "L")
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

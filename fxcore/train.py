@@ -82,9 +82,22 @@ class TrainConfig:
         return {k: v for k, v in asdict(self).items() if k not in _RESUMABLE_KEYS}
 
 
+class DeviceError(RuntimeError):
+    """The requested --device is not available on this machine."""
+
+
 def pick_device(name: str = "auto") -> torch.device:
     if name != "auto":
-        return torch.device(name)
+        device = torch.device(name)
+        mps = getattr(torch.backends, "mps", None)
+        if (device.type == "cuda" and not torch.cuda.is_available()) or (
+            device.type == "mps" and not (mps and mps.is_available())
+        ):
+            raise DeviceError(
+                f"--device {name}: PyTorch {torch.__version__} sees no such device on this "
+                "machine; use --device auto (picks what is there) or --device cpu"
+            )
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
@@ -123,8 +136,8 @@ def _prepare_out(out: Path, cfg: TrainConfig, resume: bool, force: bool) -> int:
                 "(or --force to start over)"
             )
         return done
-    out.mkdir(parents=True, exist_ok=True)
-    try:  # fail before any training if the folder is read-only
+    try:  # fail before any training if the folder cannot be created or is read-only
+        out.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / ".write-test", b"ok")
         (out / ".write-test").unlink()
     except (CheckpointError, OSError) as exc:
@@ -139,31 +152,47 @@ def complete_epoch(out: Path, attributes: list[str]) -> int:
         run_dir = out / attr
         rows = {int(r["epoch"]) for r in read_jsonl(run_dir / "metrics.jsonl") if "epoch" in r}
         e = -1
-        while True:
-            nxt = e + 1
-            path = epoch_file(run_dir, nxt)
-            if not path.is_file() or (nxt > 0 and (nxt not in rows)):
-                break
-            if not (run_dir / f"optim_{nxt:03d}.safetensors").is_file():
-                break
-            e = nxt
+        while epoch_file(run_dir, e + 1).is_file() and (e + 1 == 0 or e + 1 in rows):
+            e += 1
         done.append(e)
-    return min(done) if done else -1
+    last = min(done) if done else -1
+    # Only the latest two optimizer states are kept, so require one at the resume point only.
+    while last >= 0 and not all(
+        (out / a / f"optim_{last:03d}.safetensors").is_file() for a in attributes
+    ):
+        last -= 1
+    return last
+
+
+def _drop_temp(folder: Path) -> None:
+    """Remove temp files a killed writer left (atomic writes name them ``.<name>.<pid>.tmp``)."""
+    for p in folder.glob(".*.tmp"):
+        p.unlink(missing_ok=True)
 
 
 def _rollback(run_dir: Path, keep_upto: int) -> None:
     """Drop anything past the last complete epoch so files and metrics agree again."""
-    for p in run_dir.glob("*.safetensors"):
-        stem = p.stem.split("_")
-        if len(stem) == 2 and stem[1].isdigit() and int(stem[1]) > keep_upto:
-            p.unlink()
-    for p in run_dir.glob(".*.tmp"):
-        p.unlink()
+    # Metrics first: a crash in between then leaves extra checkpoints, never rows without one.
     rows = [
         r for r in read_jsonl(run_dir / "metrics.jsonl") if int(r.get("epoch", -1)) <= keep_upto
     ]
     data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
     atomic_write_bytes(run_dir / "metrics.jsonl", data.encode())
+    for p in run_dir.glob("*.safetensors"):
+        stem = p.stem.split("_")
+        if len(stem) == 2 and stem[1].isdigit() and int(stem[1]) > keep_upto:
+            p.unlink()
+    _drop_temp(run_dir)
+
+
+def _settle(out: Path, attrs: list[str]) -> None:
+    """After Ctrl-C or a failed write: roll every run back to the last epoch all of them finished."""
+    try:
+        done = complete_epoch(out, attrs)
+        for a in attrs if done >= 0 else []:
+            _rollback(out / a, done)
+    except (CheckpointError, OSError):
+        pass  # e.g. the disk is still full: --resume rolls back the same way
 
 
 def _initial_model(cfg: TrainConfig, n_out: int) -> tuple[nn.Module, bool]:
@@ -246,6 +275,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
             for d in run_dirs:
                 _rollback(d, start)
         else:
+            for d in [out, *run_dirs]:  # what a run killed mid-way through its init left
+                _drop_temp(d)
             exp_info = {"format": FORMAT, "name": out.name, "dataset": cfg.dataset, "model": cfg.model,
                         "attributes": attrs, "runs": attrs, "config": asdict(cfg), "data_fingerprint": fp,
                         "pretrained_used": pretrained_used,
@@ -272,6 +303,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
         wrapped = models
     pin = device.type == "cuda"
     n = len(ds_train)
+    bar = None
     try:
         for epoch in range(start + 1 if start >= 0 else 1, cfg.epochs + 1):
             torch.manual_seed(cfg.seed * 1000 + epoch)
@@ -333,9 +365,19 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
             if dist.world > 1:
                 torch.distributed.barrier()
     except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()  # clear the progress line so the message starts on its own line
+        if dist.main:
+            _settle(out, attrs)
         raise (
             _interrupted(out, attrs) if dist.main else TrainingInterrupted("interrupted")
         ) from None
+    except CheckpointError:
+        if bar is not None:
+            bar.close()
+        if dist.main:
+            _settle(out, attrs)
+        raise
     finally:
         if dist.world > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
