@@ -1,0 +1,152 @@
+"""Benchmark the Feature maps page's work for one upload: two VGG-19s at 224 px on the CPU.
+
+Both models are built once (random init, torchvision architecture via ``fxcore.models``) and warmed
+up; then each step is timed ``--repeat`` times and the best (least disturbed by other work on
+the machine) is reported:
+
+- ``prepare``: ``fxcore.faces.prepare_upload`` of a 640x640 JPEG with face crop (decode, detect,
+  crop, resize, normalise);
+- ``explain``: ``fxcore.analysis.explain`` for both models at the app's default layer (the deepest
+  conv with maps >= 8 px: ``features.34`` at 224 px): channel mean, top-k, Grad-CAM for and against;
+- its parts per model: ``feature_maps`` (one no-grad forward) and ``grad_cam_both`` (forward +
+  backward down to the layer);
+- references: a bare no-grad forward, a bare forward + backward to the layer (the floor for
+  Grad-CAM), Captum Grad-CAM called twice (positive, then negative target), and the no-grad
+  forward in channels_last memory format and under bf16 autocast (levers, not used by fxcore).
+
+    python benchmarks/bench_explain.py [--repeat 5] [--size 224] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TARGET_S = 1.0
+
+
+def timed(fn: Callable[[], object], repeat: int) -> float:
+    """Best wall time of ``repeat`` calls (one untimed warm-up call first)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def face_jpeg(size: int = 640) -> bytes:
+    """A synthetic face photo (SynthFaces render, not from any dataset) as JPEG bytes."""
+    from PIL import Image
+
+    from fxcore.synthfaces import SynthFaces
+
+    arr = SynthFaces("val", image_size=size, max_samples=4).render([3])[0].transpose(1, 2, 0)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--model", default="vgg19")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+
+    from fxcore.activations import feature_maps, grad_cam, grad_cam_both
+    from fxcore.analysis import cam_layer, explain
+    from fxcore.faces import prepare_upload
+    from fxcore.models import build_model
+
+    torch.manual_seed(0)
+    models = [build_model(args.model, 1).eval() for _ in range(2)]
+    named = [(f"run{i}", "Smiling", m) for i, m in enumerate(models)]
+    layer = cam_layer(models[0], args.size)  # the page's default layer
+    data = face_jpeg()
+    x = prepare_upload(data, args.size, True, crop_face=True).tensor  # (1, 3, S, S)
+
+    def forward_backward(m: torch.nn.Module) -> None:
+        """Forward with grad, backward from the logit down to ``layer``'s output only."""
+        store = {}
+        h = dict(m.named_modules())[layer].register_forward_hook(
+            lambda _m, _i, out: store.__setitem__("a", out)
+        )
+        try:
+            out = m(x)
+            torch.autograd.grad(out[:, 0].sum(), store["a"])
+        finally:
+            h.remove()
+
+    def no_grad_forward(m: torch.nn.Module) -> None:
+        with torch.no_grad():
+            m(x)
+
+    r = args.repeat
+    t: dict[str, float] = {}
+    t["prepare_upload (face crop)"] = timed(
+        lambda: prepare_upload(data, args.size, True, crop_face=True), r
+    )
+    t["explain, both models"] = timed(lambda: explain(named, x, layer, top_k=8), r)
+    t["  feature_maps x2"] = timed(lambda: [feature_maps(m, x, layer, 8) for m in models], r)
+    t["  grad_cam_both x2"] = timed(lambda: [grad_cam_both(m, x, layer) for m in models], r)
+    t["ref: no-grad forward x2"] = timed(lambda: [no_grad_forward(m) for m in models], r)
+    t["ref: forward+backward x2"] = timed(lambda: [forward_backward(m) for m in models], r)
+    t["ref: captum pos+neg x2"] = timed(
+        lambda: [grad_cam(m, x, layer, t_) for m in models for t_ in ("positive", "negative")], r
+    )
+    cl = [build_model(args.model, 1).eval().to(memory_format=torch.channels_last) for _ in range(2)]
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+
+    def cl_forward() -> None:
+        with torch.no_grad():
+            for m in cl:
+                m(x_cl)
+
+    def bf16_forward() -> None:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            for m in models:
+                m(x)
+
+    t["ref: no-grad fwd x2, channels_last"] = timed(cl_forward, r)
+    t["ref: no-grad fwd x2, bf16 autocast"] = timed(bf16_forward, r)
+
+    total = t["explain, both models"]
+    one_pass = t["ref: forward+backward x2"]
+    print(f"{args.model} x2 at {args.size} px, layer {layer}, torch threads "
+          f"{torch.get_num_threads()}, best of {r}")  # fmt: skip
+    for k, v in t.items():
+        print(f"  {k:<30}{v:8.3f} s")
+    print(f"  explain / forward+backward floor: {total / one_pass:.2f}x")
+    rows = [
+        {"bench": "explain", "what": f"explain(): 2x {args.model} {args.size}px, act+CAM+/-",
+         "value": f"{total:.2f} s", "target": f"<= {TARGET_S:.1f} s", "ok": total <= TARGET_S},
+        {"bench": "explain", "what": "  of which feature_maps x2 / grad_cam_both x2",
+         "value": f"{t['  feature_maps x2']:.2f} s / {t['  grad_cam_both x2']:.2f} s",
+         "target": "", "ok": None},
+        {"bench": "explain", "what": "  floor: one forward+backward x2",
+         "value": f"{one_pass:.2f} s", "target": "", "ok": None},
+        {"bench": "explain", "what": "upload prep (decode, face crop, resize)",
+         "value": f"{t['prepare_upload (face crop)']:.3f} s", "target": "", "ok": None},
+    ]  # fmt: skip
+    result = {"model": args.model, "size": args.size, "layer": layer, "repeat": r,
+              "threads": torch.get_num_threads(), "times_s": t, "rows": rows}  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
