@@ -136,6 +136,7 @@ def markdown(rows: list[dict]) -> str:
     out = ["| bench | measure | value | target | |", "|---|---|---|---|---|"]
     for r in rows:
         what = r["what"].replace("|", "/")
+        what = f"↳ {what.strip()}" if what.startswith(" ") else what  # a detail of the row above
         out.append(f"| {r['bench']} | {what} | {r['value']} | {r['target']} | {mark(r['ok'])} |")
     return "\n".join(out)
 
