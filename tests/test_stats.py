@@ -220,3 +220,15 @@ def test_mnist_tiles_and_grid() -> None:
     assert np.isnan(grid[6:, 4:]).all()  # the unused sixth cell
     norm = stats.tile_grid(small - 10, normalize=True)
     assert np.nanmax(np.abs(norm)) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("mode", ["mean", "maxabs"])
+def test_pool_fast_path_equals_padded_path(mode: str) -> None:
+    """Evenly dividing, NaN-free maps take a reshape fast path; it must equal the general path."""
+    m = np.random.default_rng(5).standard_normal((64, 98)).astype(np.float32)
+    fast, block = stats.pool_to_budget(m, (8, 14), mode)
+    assert block == (8, 7)
+    with_nan = m.copy()
+    with_nan[0, 0] = np.nan  # forces the NaN-padded path; block (0, 0) then differs
+    slow, _ = stats.pool_to_budget(with_nan, (8, 14), mode)
+    np.testing.assert_allclose(fast.ravel()[1:], slow.ravel()[1:], rtol=1e-5, atol=1e-6)
