@@ -1,4 +1,4 @@
-"""Feature maps and Grad-CAM of one layer, safe on models shared between app sessions.
+"""Feature maps of one layer, safe on models shared between app sessions (Grad-CAM: ``gradcam``).
 
 Every public function that runs a model takes that model's lock (:func:`model_lock`), switches it
 to ``eval()`` and restores each module's train/eval flag and each parameter's ``requires_grad``
@@ -21,10 +21,7 @@ import matplotlib
 import numpy as np
 import torch
 import torch.nn.functional as F
-from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
-
-Target = str | int
 
 
 class ActivationError(ValueError):
@@ -161,17 +158,10 @@ def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(maps[:, None], size=size, mode="bilinear")[:, 0]
 
 
-def feature_maps(model: nn.Module, x: torch.Tensor, layer: str, top_k: int = 8) -> FeatureMaps:
-    """Activation of ``layer`` for the first image of ``x`` ``(B, C, S, S)`` or ``(C, S, S)``."""
-    x = _batch(x)[:1].to(_device(model))
-    size = (x.shape[-2], x.shape[-1])
-    with model_lock(model), restore_mode(model), torch.no_grad():
-        model.eval()
-        with capture(model, layer) as store:
-            out = _logits(model, x)[0]  # (K,)
-    act = store[layer][0]  # (C, h, w)
-    if act.dim() != 3:
-        raise _not_spatial(model, layer, tuple(store[layer].shape))
+def summarise(
+    layer: str, act: torch.Tensor, out: torch.Tensor, size: tuple[int, int], top_k: int
+) -> FeatureMaps:
+    """:class:`FeatureMaps` from one image's layer output ``act`` (C, h, w) and logits ``out`` (K,)."""
     act = act.float().cpu()
     k = max(0, min(top_k, act.shape[0]))
     top = torch.argsort(act.mean(dim=(1, 2)), descending=True, stable=True)[:k]  # (k,)
@@ -194,105 +184,16 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layer: str, top_k: int = 8) 
     )
 
 
-def _explained_output(model: nn.Module, target: Target) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A forward function whose column 0 is the score to explain (captum target=0).
-
-    Single logit: "positive" -> logit, "negative" -> -logit; int 1/0 mean the same; "predicted"
-    -> |logit|, i.e. the evidence for the class the model chose for each image.
-    Class logits: int c -> logit c; "positive"/"negative" -> +/- logit of the predicted class.
-    """
-    is_index = isinstance(target, int) and not isinstance(target, bool)
-    if not is_index and target not in ("positive", "negative", "predicted"):
-        raise ActivationError(
-            f"target must be 'positive', 'negative' or a class index, not {target!r}"
-        )
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        out = _logits(model, x)  # (B, K)
-        if out.shape[1] == 1:
-            if target == "predicted":  # |logit|: the evidence for whichever class was predicted
-                return out.abs()
-            if isinstance(target, int) and target not in (0, 1):
-                raise ActivationError(f"a single-logit model has classes 0 and 1, not {target}")
-            sign = 1.0 if target in ("positive", 1) else -1.0
-            return sign * out
-        if isinstance(target, int):
-            if not 0 <= target < out.shape[1]:
-                raise ActivationError(f"class index {target} outside 0..{out.shape[1] - 1}")
-            return out[:, target : target + 1]
-        picked = out.gather(1, out.argmax(dim=1, keepdim=True))  # (B, 1) predicted-class logit
-        return -picked if target == "negative" else picked
-
-    return forward
-
-
-def grad_cam_batch(
-    model: nn.Module,
-    x: torch.Tensor,
-    layer: str,
-    target: Target = "positive",
-    batch_size: int = 32,
-) -> np.ndarray:
-    """Grad-CAM maps ``(N, S, S)`` (raw, >= 0) of ``x`` ``(N, C, S, S)`` at ``layer``.
-
-    Captum's ``LayerGradCam``: weights = spatial mean of d(score)/d(activation), map =
-    ReLU(sum_c w_c A_c), bilinearly upsampled to the input size. Sign convention for a
-    single-logit head: ``target="positive"`` explains the logit, i.e. shows evidence FOR the
-    attribute; ``"negative"`` explains ``-logit``, i.e. evidence AGAINST it. For class logits,
-    an int picks the class and "positive"/"negative" use the predicted class of each image.
-    """
-    x = _batch(x)
-    module = _module(model, layer)
-    size = (x.shape[-2], x.shape[-1])
-    device = _device(model)
-    chunks: list[np.ndarray] = []
-    with model_lock(model), restore_mode(model):
+def feature_maps(model: nn.Module, x: torch.Tensor, layer: str, top_k: int = 8) -> FeatureMaps:
+    """Activation of ``layer`` for the first image of ``x`` ``(B, C, S, S)`` or ``(C, S, S)``."""
+    x = _batch(x)[:1].to(_device(model))
+    with model_lock(model), restore_mode(model), torch.no_grad():
         model.eval()
-        cam = LayerGradCam(_explained_output(model, target), module)
-        step = max(1, batch_size)
-        for start in range(0, x.shape[0], step):
-            xb = x[start : start + step].to(device)
-            attr = cam.attribute(xb, target=0, relu_attributions=True)
-            if not isinstance(attr, torch.Tensor) or attr.dim() != 4:
-                raise _not_spatial(model, layer, tuple(getattr(attr, "shape", ())))
-            up = LayerAttribution.interpolate(attr.detach(), size, interpolate_mode="bilinear")
-            chunks.append(up[:, 0].float().cpu().numpy())  # (b, S, S)
-    if not chunks:
-        return np.zeros((0, *size), dtype=np.float32)
-    return np.concatenate(chunks, axis=0)
-
-
-def grad_cam(
-    model: nn.Module, x: torch.Tensor, layer: str, target: Target = "positive"
-) -> np.ndarray:
-    """Grad-CAM map ``(S, S)`` of the first image of ``x``; see :func:`grad_cam_batch`.
-
-    Positive target = evidence FOR the attribute (gradient of the logit); negative target =
-    evidence AGAINST it (gradient of -logit). Raw values, not normalised.
-    """
-    return grad_cam_batch(model, _batch(x)[:1], layer, target=target)[0]
-
-
-def grad_cam_both(model: nn.Module, x: torch.Tensor, layer: str) -> tuple[np.ndarray, np.ndarray]:
-    """Positive and negative Grad-CAM ``(S, S)`` of the first image from ONE backward pass.
-
-    The gradient of ``-score`` is minus the gradient of ``score``, so the negative map's channel
-    weights are the positive map's negated: ``neg = ReLU(-sum_c w_c A_c)``. Equal to calling
-    :func:`grad_cam` with ``"positive"`` and ``"negative"``, at half the cost.
-    """
-    x = _batch(x)[:1]
-    module = _module(model, layer)
-    size = (x.shape[-2], x.shape[-1])
-    with model_lock(model), restore_mode(model):
-        model.eval()
-        cam = LayerGradCam(_explained_output(model, "positive"), module)
-        raw = cam.attribute(x.to(_device(model)), target=0, relu_attributions=False)
-        if not isinstance(raw, torch.Tensor) or raw.dim() != 4:
-            raise _not_spatial(model, layer, tuple(getattr(raw, "shape", ())))
-        raw = raw.detach().float()  # (1, 1, h, w) signed sum_c w_c A_c
-        maps = [LayerAttribution.interpolate(F.relu(r), size, interpolate_mode="bilinear")
-                for r in (raw, -raw)]  # fmt: skip
-    return maps[0][0, 0].cpu().numpy(), maps[1][0, 0].cpu().numpy()
+        with capture(model, layer) as store:
+            out = _logits(model, x)[0]  # (K,)
+    if store[layer].dim() != 4:
+        raise _not_spatial(model, layer, tuple(store[layer].shape))
+    return summarise(layer, store[layer][0], out, (x.shape[-2], x.shape[-1]), top_k)
 
 
 def shared_range(maps: Sequence[np.ndarray]) -> tuple[float, float]:

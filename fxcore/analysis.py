@@ -18,14 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from fxcore.activations import (
-    capture,
-    feature_maps,
-    grad_cam_batch,
-    grad_cam_both,
-    last_conv_layer,
-)
+from fxcore.activations import capture, last_conv_layer
 from fxcore.checkpoints import CheckpointError, Experiment, Run, atomic_write_json
+from fxcore.gradcam import explain_image, grad_cam_batch
 from fxcore.similarity import MinibatchCKA, localisation_shares, weight_dynamics
 from fxcore.stats import layout_2d, mean_var, pool_to_budget
 
@@ -299,16 +294,18 @@ def explain(models: Sequence[tuple[str, str, nn.Module]], x: torch.Tensor, layer
             top_k: int = 8) -> list[ModelView]:  # fmt: skip
     """Feature maps and Grad-CAM of each (run, attribute, model) for the image ``x`` (1, C, S, S).
 
-    Grad-CAM is taken at ``layer`` when it is a conv layer, else at the last conv layer.
+    Grad-CAM is taken at ``layer`` when it is a conv layer, else at :func:`cam_layer`. One
+    forward and one backward per model (:func:`~fxcore.gradcam.explain_image`).
     """
     views = []
     for run, attribute, model in models:
-        fm = feature_maps(model, x, layer, top_k=top_k)
-        conv = layer if isinstance(dict(model.named_modules())[layer], nn.Conv2d) else None
-        cam_at = conv or cam_layer(model, x.shape[-1])
-        cam_pos, cam_neg = grad_cam_both(model, x, cam_at)
+        module = dict(model.named_modules()).get(layer)
+        cam_at = layer if isinstance(module, nn.Conv2d) else cam_layer(model, x.shape[-1])
+        e = explain_image(model, x, layer, cam_at, top_k=top_k)
+        fm = e.maps
         views.append(ModelView(
             run, attribute, float(np.ravel(fm.probability)[0]), float(np.ravel(fm.logit)[0]),
-            fm.channel_mean_up, [int(c) for c in fm.top_channels], fm.top_maps_up, cam_pos, cam_neg,
+            fm.channel_mean_up, [int(c) for c in fm.top_channels], fm.top_maps_up,
+            e.cam_positive, e.cam_negative,
         ))  # fmt: skip
     return views

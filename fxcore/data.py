@@ -39,7 +39,9 @@ class Sample:
 
     image: Image.Image  # RGB (or L for MNIST) at the model's input size, not normalised
     labels: dict[str, float]
-    landmarks: np.ndarray | None = None  # (5, 2) float x,y pixels in ``image``, LANDMARK_NAMES order
+    landmarks: np.ndarray | None = (
+        None  # (5, 2) float x,y pixels in ``image``, LANDMARK_NAMES order
+    )
     masks: dict[str, np.ndarray] = field(default_factory=dict)  # region name -> (H, W) bool
 
 
@@ -58,9 +60,7 @@ def prepare_pil(img: Image.Image, image_size: int, mode: str = "RGB") -> Image.I
     return img.crop(box).resize((image_size, image_size), Image.BILINEAR)
 
 
-def transform_landmarks(
-    points: np.ndarray, width: int, height: int, image_size: int
-) -> np.ndarray:
+def transform_landmarks(points: np.ndarray, width: int, height: int, image_size: int) -> np.ndarray:
     """Map (5, 2) landmark pixels from the original image to the prepared square image."""
     left, top, right, _ = square_crop_box(width, height)
     scale = image_size / float(right - left)
@@ -139,7 +139,9 @@ class FxDataset(torch.utils.data.Dataset):
             from tqdm.auto import tqdm
 
             n = len(self)
-            cached = torch.empty((n, self.channels, self.image_size, self.image_size), dtype=torch.uint8)
+            cached = torch.empty(
+                (n, self.channels, self.image_size, self.image_size), dtype=torch.uint8
+            )
             for i in tqdm(range(n), desc=f"decode {self.name}", unit="img", disable=n < 2000):
                 cached[i] = self.get_uint8(i)
             self._uint8_cache = cached

@@ -98,7 +98,9 @@ def import_run(src: Path, model_name: str, run_dir: Path, attribute: str | None 
                 f"{files[epoch]}: does not match {model_name} (missing {missing[:3]}, "
                 f"wrong shape {wrong[:3]}); check --model"
             )
-        state = {k: state[k].float() if state[k].is_floating_point() else state[k] for k in expected}
+        state = {
+            k: state[k].float() if state[k].is_floating_point() else state[k] for k in expected
+        }
         meta = {"epoch": epoch, "run": attribute, "imported_from": files[epoch].name,
                 "fxcore_version": __version__, "torch_version": torch.__version__}  # fmt: skip
         save_checkpoint(epoch_file(run_dir, epoch), state, meta)

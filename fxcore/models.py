@@ -19,7 +19,26 @@ MODEL_NAMES = (*VGG_NAMES, "vgg-mini", "fcnn3")
 _CFGS: dict[str, list[int | str]] = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    "vgg16": [
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        "M",
+    ],
     "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M"]
     + [512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
 }
@@ -46,7 +65,11 @@ class VGGMini(nn.Module):
                 layers.append(nn.MaxPool2d(2, 2))
             else:
                 c_out = max(4, int(v) * width // 64)
-                layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(True)]
+                layers += [
+                    nn.Conv2d(c_in, c_out, 3, padding=1),
+                    nn.BatchNorm2d(c_out),
+                    nn.ReLU(True),
+                ]
                 c_in = c_out
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((2, 2))  # 64 px input -> 2x2 after 5 pools
@@ -75,7 +98,9 @@ class VGGMini(nn.Module):
 class FCNN3(nn.Module):
     """The seed paper's 3-layer fully connected net for MNIST: 784 -> 128 -> 64 -> 10."""
 
-    def __init__(self, num_outputs: int = 10, in_features: int = 784, hidden: tuple[int, int] = (128, 64)):
+    def __init__(
+        self, num_outputs: int = 10, in_features: int = 784, hidden: tuple[int, int] = (128, 64)
+    ):
         super().__init__()
         self.fc1 = nn.Linear(in_features, hidden[0])
         self.fc2 = nn.Linear(hidden[0], hidden[1])
@@ -86,7 +111,9 @@ class FCNN3(nn.Module):
         return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
 
 
-def _torchvision_vgg(name: str, num_outputs: int, pretrained: bool, weights: str | None) -> nn.Module:
+def _torchvision_vgg(
+    name: str, num_outputs: int, pretrained: bool, weights: str | None
+) -> nn.Module:
     import torchvision
 
     model = getattr(torchvision.models, name)(weights=None)
@@ -123,7 +150,9 @@ def load_weights_file(model: nn.Module, path: str | os.PathLike) -> None:
     state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     missing = [k for k in own if k not in state and not k.startswith("classifier.6")]
     if missing:
-        raise ModelError(f"{p}: does not fit the model; missing/mismatched tensors e.g. {missing[:3]}")
+        raise ModelError(
+            f"{p}: does not fit the model; missing/mismatched tensors e.g. {missing[:3]}"
+        )
     model.load_state_dict(state, strict=False)
 
 
@@ -146,7 +175,9 @@ def build_model(
     raise ModelError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
 
 
-def weight_tensors(model_or_state: nn.Module | dict[str, torch.Tensor]) -> list[tuple[str, tuple[int, ...]]]:
+def weight_tensors(
+    model_or_state: nn.Module | dict[str, torch.Tensor],
+) -> list[tuple[str, tuple[int, ...]]]:
     """Trainable weight tensors by name with shape (the app's layer picker), in model order."""
     if isinstance(model_or_state, nn.Module):
         items = [(k, tuple(p.shape)) for k, p in model_or_state.named_parameters()]

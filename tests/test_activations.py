@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fxcore import activations as act
+from fxcore import gradcam
 
 
 class MiniVGG(nn.Module):
@@ -81,48 +82,48 @@ def test_layer_names() -> None:
 @pytest.mark.parametrize("layer", ["features.6", "features.3", "features.7", "features.4"])
 def test_grad_cam_matches_reference(layer: str) -> None:
     model, x = make_model(), inputs(4)
-    pos = act.grad_cam_batch(model, x, layer, "positive", batch_size=3)
-    neg = act.grad_cam_batch(model, x, layer, "negative", batch_size=2)
+    pos = gradcam.grad_cam_batch(model, x, layer, "positive", batch_size=3)
+    neg = gradcam.grad_cam_batch(model, x, layer, "negative", batch_size=2)
     assert pos.shape == (4, 32, 32) and pos.dtype == np.float32
     np.testing.assert_allclose(pos, reference_cam(model, x, layer, +1.0), atol=1e-5, rtol=0)
     np.testing.assert_allclose(neg, reference_cam(model, x, layer, -1.0), atol=1e-5, rtol=0)
     assert pos.max() > 0 and neg.max() > 0  # the fixture explains something both ways
     assert (pos >= 0).all() and (neg >= 0).all()
-    single = act.grad_cam(model, x[1], layer, target="negative")
+    single = gradcam.grad_cam(model, x[1], layer, target="negative")
     np.testing.assert_allclose(single, neg[1], atol=1e-6)
     # int targets on a single logit: 1 = the attribute (positive), 0 = its absence (negative)
-    np.testing.assert_allclose(act.grad_cam(model, x[:1], layer, target=1), pos[0], atol=1e-6)
-    np.testing.assert_allclose(act.grad_cam(model, x[:1], layer, target=0), neg[0], atol=1e-6)
+    np.testing.assert_allclose(gradcam.grad_cam(model, x[:1], layer, target=1), pos[0], atol=1e-6)
+    np.testing.assert_allclose(gradcam.grad_cam(model, x[:1], layer, target=0), neg[0], atol=1e-6)
     assert act.active_hook_count(model) == 0
 
 
 def test_grad_cam_multiclass() -> None:
     model, x = make_model(num_outputs=3, seed=3), inputs(5, seed=4)
     for cls in range(3):
-        got = act.grad_cam_batch(model, x, "features.6", target=cls)
+        got = gradcam.grad_cam_batch(model, x, "features.6", target=cls)
         np.testing.assert_allclose(got, reference_cam(model, x, "features.6", 1.0, cls), atol=1e-5)
-    got = act.grad_cam_batch(model, x, "features.6", target="positive")
+    got = gradcam.grad_cam_batch(model, x, "features.6", target="positive")
     np.testing.assert_allclose(got, reference_cam(model, x, "features.6", 1.0, None), atol=1e-5)
-    got = act.grad_cam_batch(model, x, "features.6", target="negative")
+    got = gradcam.grad_cam_batch(model, x, "features.6", target="negative")
     np.testing.assert_allclose(got, reference_cam(model, x, "features.6", -1.0, None), atol=1e-5)
     with pytest.raises(act.ActivationError, match="outside"):
-        act.grad_cam(model, x, "features.6", target=7)
+        gradcam.grad_cam(model, x, "features.6", target=7)
     assert act.active_hook_count(model) == 0
 
 
 def test_grad_cam_bad_inputs() -> None:
     model, x = make_model(), inputs(2)
     with pytest.raises(act.ActivationError, match="target"):
-        act.grad_cam(model, x, "features.6", target="up")
+        gradcam.grad_cam(model, x, "features.6", target="up")
     with pytest.raises(act.ActivationError, match="classes 0 and 1"):
-        act.grad_cam(model, x, "features.6", target=2)
+        gradcam.grad_cam(model, x, "features.6", target=2)
     with pytest.raises(ValueError, match="features.0"):
-        act.grad_cam(model, x, "features.99")
+        gradcam.grad_cam(model, x, "features.99")
     with pytest.raises(act.ActivationError, match="not a .B, C, h, w. map.*features.6"):
-        act.grad_cam(model, x, "classifier.0")
+        gradcam.grad_cam(model, x, "classifier.0")
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 4), nn.ReLU(), nn.Linear(4, 10))
     with pytest.raises(act.ActivationError, match="no conv layer"):
-        act.grad_cam(mlp, x, "1")
+        gradcam.grad_cam(mlp, x, "1")
     assert act.active_hook_count(model) == 0
 
 
@@ -186,8 +187,8 @@ def test_modes_and_requires_grad_restored() -> None:
     a = act.feature_maps(model, x, "features.6")
     b = act.feature_maps(model, x, "features.6")
     assert a.logit == b.logit  # dropout off: computed in eval mode
-    cam1 = act.grad_cam(model, x, "features.3")
-    cam2 = act.grad_cam(model, x, "features.3")
+    cam1 = gradcam.grad_cam(model, x, "features.3")
+    cam2 = gradcam.grad_cam(model, x, "features.3")
     np.testing.assert_array_equal(cam1, cam2)
     assert [(n, m.training) for n, m in model.named_modules()] == before
     assert [(n, p.requires_grad) for n, p in model.named_parameters()] == grads
@@ -202,7 +203,7 @@ def test_batchnorm_statistics_untouched() -> None:
     )  # fmt: skip
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    act.grad_cam_batch(model, inputs(4) * 3 + 1, "0")
+    gradcam.grad_cam_batch(model, inputs(4) * 3 + 1, "0")
     act.feature_maps(model, inputs(2) * 3 + 1, "2")
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k  # eval(): running stats not updated
@@ -214,7 +215,7 @@ def test_frozen_model_grad_cam() -> None:
     for p in model.parameters():
         p.requires_grad_(False)
     np.testing.assert_allclose(
-        act.grad_cam_batch(model, x, "features.6"),
+        gradcam.grad_cam_batch(model, x, "features.6"),
         reference_cam(make_model(), x, "features.6"),
         atol=1e-5,
     )
@@ -226,7 +227,7 @@ def test_threads_share_one_model() -> None:
     xs = [inputs(3, seed=10 + i) for i in range(4)]
     expected = [
         (
-            act.grad_cam_batch(model, x, "features.6", batch_size=2),
+            gradcam.grad_cam_batch(model, x, "features.6", batch_size=2),
             act.feature_maps(model, x, "features.3"),
         )
         for x in xs
@@ -237,7 +238,7 @@ def test_threads_share_one_model() -> None:
     def work(i: int) -> None:
         try:
             for rep in range(4):
-                cam = act.grad_cam_batch(model, xs[i], "features.6", batch_size=2)
+                cam = gradcam.grad_cam_batch(model, xs[i], "features.6", batch_size=2)
                 results[(i, rep)] = (cam, act.feature_maps(model, xs[i], "features.3"))
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
@@ -294,7 +295,7 @@ def test_overlay() -> None:
 
 
 def test_grad_cam_both_equals_two_separate_calls() -> None:
-    from fxcore.activations import grad_cam, grad_cam_both
+    from fxcore.gradcam import grad_cam, grad_cam_both
     from fxcore.models import build_model
 
     torch.manual_seed(0)
@@ -304,3 +305,47 @@ def test_grad_cam_both_equals_two_separate_calls() -> None:
         pos, neg = grad_cam_both(model, x, layer)
         np.testing.assert_allclose(pos, grad_cam(model, x, layer, "positive"), rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(neg, grad_cam(model, x, layer, "negative"), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("outputs", [1, 10])
+@pytest.mark.parametrize(
+    ("layer", "cam_at"),
+    [("features.6", "features.6"), ("features.1", "features.6"), ("features.7", "features.3"),
+     ("features.2", "features.0"), ("features.5", "features.5")],
+)  # fmt: skip
+def test_explain_image_equals_separate_calls(outputs: int, layer: str, cam_at: str) -> None:
+    """The fused pass gives what feature_maps + grad_cam_both give (before, after, at the CAM layer)."""
+    model, x = make_model(outputs), inputs(1, seed=3)
+    model.train()
+    model.features[3].weight.requires_grad_(False)
+    flags = [(n, p.requires_grad) for n, p in model.named_parameters()]
+    got = gradcam.explain_image(model, x, layer, cam_at, top_k=4)
+    want = act.feature_maps(model, x, layer, top_k=4)
+    pos, neg = gradcam.grad_cam_both(model, x, cam_at)
+    np.testing.assert_allclose(got.maps.activation, want.activation, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(got.maps.channel_mean_up, want.channel_mean_up, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(got.maps.top_maps_up, want.top_maps_up, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(got.maps.top_channels, want.top_channels)
+    np.testing.assert_allclose(got.maps.logit, want.logit, rtol=1e-6)
+    np.testing.assert_allclose(got.cam_positive, pos, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got.cam_negative, neg, rtol=1e-5, atol=1e-7)
+    cls = None if outputs > 1 else 0  # K > 1: the predicted class, as grad_cam_both
+    np.testing.assert_allclose(got.cam_positive, reference_cam(model, x, cam_at, 1.0, cls)[0],
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    assert got.cam_positive.max() > 0 or got.cam_negative.max() > 0
+    model.train()  # reference_cam switched it to eval; the fused call must have restored train
+    assert [(n, p.requires_grad) for n, p in model.named_parameters()] == flags
+    assert all(p.grad is None for p in model.parameters())
+    assert act.active_hook_count(model) == 0
+
+
+def test_explain_image_bad_layers_leave_no_hooks() -> None:
+    model, x = make_model(), inputs(1)
+    with pytest.raises(act.ActivationError, match="not a"):
+        gradcam.explain_image(model, x, "features.6", "classifier.0")
+    with pytest.raises(act.ActivationError, match="not a"):
+        gradcam.explain_image(model, x, "classifier.0", "features.6")
+    with pytest.raises(act.ActivationError, match="unknown layer"):
+        gradcam.explain_image(model, x, "features.99", "features.6")
+    assert act.active_hook_count(model) == 0
+    assert all(p.requires_grad for p in model.parameters())

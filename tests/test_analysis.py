@@ -24,7 +24,9 @@ def test_weight_maps_and_difference(tiny_root: Path) -> None:
     np.testing.assert_allclose(wm.mean["Smiling"], ref, rtol=1e-5, atol=1e-7)
     ref_b = b.var(0).transpose(0, 2, 1, 3).reshape(out_c * kh, in_c * kw)
     np.testing.assert_allclose(wm.var["Male"], ref_b, rtol=1e-4, atol=1e-9)
-    np.testing.assert_allclose(wm.mean["difference"], wm.mean["Smiling"] - wm.mean["Male"], atol=1e-7)
+    np.testing.assert_allclose(
+        wm.mean["difference"], wm.mean["Smiling"] - wm.mean["Male"], atol=1e-7
+    )
 
 
 def test_dynamics_cached_and_consistent(tiny_root: Path) -> None:

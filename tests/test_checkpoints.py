@@ -87,7 +87,9 @@ def _corrupt(path: Path, kind: str) -> None:
      ("beyond_end", "ends at byte"), ("bad_json_meta", "not valid JSON"),
      ("other_arch", "architecture"), ("missing", "missing")],
 )  # fmt: skip
-def test_bad_epoch_is_reported_and_others_stay_usable(tmp_path: Path, kind: str, message: str) -> None:
+def test_bad_epoch_is_reported_and_others_stay_usable(
+    tmp_path: Path, kind: str, message: str
+) -> None:
     run = _make_run(tmp_path)
     _corrupt(run.epoch_path(2), kind)
     run = open_experiment(tmp_path / "exp").runs[0]

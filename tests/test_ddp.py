@@ -44,7 +44,9 @@ def test_two_process_gloo_matches_single_process(tmp_path: Path) -> None:
             a = load_file(str(tmp_path / "single" / run / name))
             b = load_file(str(tmp_path / "ddp" / run / name))
             for key in a:
-                torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5)  # all-reduce sums in another order
+                torch.testing.assert_close(
+                    b[key], a[key], rtol=1e-4, atol=1e-5
+                )  # all-reduce sums in another order
         rows = (tmp_path / "ddp" / run / "metrics.jsonl").read_text().splitlines()
         assert len(rows) == 2  # one writer: no duplicated metric rows
     assert not list((tmp_path / "ddp").glob("*/.*.tmp"))

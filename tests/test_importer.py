@@ -29,7 +29,9 @@ def _series(src: Path, name: str = "vgg-mini", n_out: int = 1000, kind: str = ".
         if kind == ".pt":
             torch.save(state, src / f"weights_epoch{e}.pt")
         else:
-            save_file({k: v.contiguous() for k, v in state.items()}, str(src / f"ep-{e}.safetensors"))
+            save_file(
+                {k: v.contiguous() for k, v in state.items()}, str(src / f"ep-{e}.safetensors")
+            )
         states.append((e, state))
     return [s for _, s in sorted(states, key=lambda t: t[0])]
 

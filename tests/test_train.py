@@ -34,7 +34,10 @@ def _same_files(a: Path, b: Path) -> None:
 
 
 def test_identical_init_across_runs(tiny_exp: Path) -> None:
-    a, b = tiny_exp / "Smiling" / "epoch_000.safetensors", tiny_exp / "Male" / "epoch_000.safetensors"
+    a, b = (
+        tiny_exp / "Smiling" / "epoch_000.safetensors",
+        tiny_exp / "Male" / "epoch_000.safetensors",
+    )
     _same_files(a, b)
     # ... and training then makes them differ (different labels, same batches).
     sa = load_file(str(tiny_exp / "Smiling" / "epoch_002.safetensors"))
