@@ -151,3 +151,4 @@ def main() -> None:
 
 
 main()
+cache.prewarm()  # after the page is drawn: the analysis pages' imports load in the background

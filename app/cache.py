@@ -17,17 +17,25 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import streamlit as st
-from torch import nn
 
-from fxcore import analysis
 from fxcore.checkpoints import CheckpointError, Experiment, Run, load_experiment, safe_child
-from fxcore.data import FxDataset, load_dataset
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from fxcore import analysis
+    from fxcore.data import FxDataset
+
+# fxcore.analysis and fxcore.data pull in torch and captum (~2 s of imports); they are imported
+# inside the functions that need them so the Home page, which only reads JSON, starts without
+# them. prewarm() loads them in the background once the first page is drawn.
 
 REPO = Path(__file__).resolve().parents[1]
 TTL = "1h"
@@ -129,27 +137,14 @@ def model(run: Run, epoch: int) -> nn.Module:
     return _model(str(run.path), epoch, files_stamp([run.epoch_path(epoch)]), run)
 
 
-@st.cache_data(max_entries=16, ttl=TTL, show_spinner=False)
-def tensor_order(model_name: str, num_outputs: int) -> list[str]:
-    """Parameter names of an architecture in model order ([] for an unknown one)."""
-    import torch
-
-    from fxcore.models import build_model
-
-    try:
-        with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-            net = build_model(model_name, num_outputs=num_outputs)
-    except Exception:  # noqa: BLE001 - e.g. an imported architecture fxcore cannot build
-        return []
-    return [name for name, _ in net.named_parameters()]
-
-
 def _epoch_stamp(runs: Sequence[Run], epochs: Sequence[int]) -> Stamp:
     return files_stamp([r.epoch_path(e) for r in runs for e in epochs])
 
 
 @st.cache_resource(max_entries=4, ttl=TTL, show_spinner=False)
 def _mean_var(run_path: str, key: str, lo: int, hi: int, stamp: Stamp, _run: Run):
+    from fxcore import analysis
+
     mean, var = analysis.run_mean_var(_run, key, lo, hi)
     mean.flags.writeable = False  # shared between sessions
     var.flags.writeable = False
@@ -158,6 +153,8 @@ def _mean_var(run_path: str, key: str, lo: int, hi: int, stamp: Stamp, _run: Run
 
 def mean_var(run: Run, key: str, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
     """Full-resolution per-weight mean and variance of ``key`` over epochs lo..hi (read-only)."""
+    from fxcore import analysis
+
     eps = analysis.epoch_span([run], lo, hi)
     return _mean_var(str(run.path), key, lo, hi, _epoch_stamp([run], eps), run)
 
@@ -165,12 +162,16 @@ def mean_var(run: Run, key: str, lo: int, hi: int) -> tuple[np.ndarray, np.ndarr
 @st.cache_data(max_entries=16, ttl=TTL, show_spinner=False)
 def _weight_maps(paths: tuple[str, ...], key: str, lo: int, hi: int, mode: str, stamp: Stamp,
                  _runs: Sequence[Run]) -> analysis.WeightMaps:  # fmt: skip
+    from fxcore import analysis
+
     stats = {r.name: mean_var(r, key, lo, hi) for r in _runs}
     return analysis.weight_maps(_runs, key, lo, hi, budget=(512, 512), mode=mode, stats=stats)
 
 
 def weight_maps(runs: Sequence[Run], key: str, lo: int, hi: int, mode: str = "mean"):
     """Pooled mean/variance maps of ``key`` for the runs plus their difference."""
+    from fxcore import analysis
+
     eps = analysis.epoch_span(runs, lo, hi)
     paths = tuple(str(r.path) for r in runs)
     return _weight_maps(paths, key, lo, hi, mode, _epoch_stamp(runs, eps), runs)
@@ -181,6 +182,8 @@ def weight_maps(runs: Sequence[Run], key: str, lo: int, hi: int, mode: str = "me
 
 @st.cache_data(max_entries=16, ttl=TTL, show_spinner=False)
 def _dynamics(path: str, names: tuple[str, ...], stamp: Stamp, _exp: Experiment, _runs) -> dict:
+    from fxcore import analysis
+
     return analysis.dynamics(_exp, _runs)
 
 
@@ -191,6 +194,8 @@ def dynamics(exp: Experiment, runs: Sequence[Run]) -> dict:
 
 @st.cache_data(max_entries=16, ttl=TTL, show_spinner=False)
 def _cka(path: str, names: tuple[str, ...], n_probe: int, stamp: Stamp, _exp, _runs) -> dict:
+    from fxcore import analysis
+
     return analysis.cka(_exp, _runs, n_probe=n_probe)
 
 
@@ -202,6 +207,8 @@ def cka(exp: Experiment, runs: Sequence[Run], n_probe: int) -> dict:
 @st.cache_data(max_entries=16, ttl=TTL, show_spinner=False)
 def _localisation(path: str, names: tuple[str, ...], n_probe: int, stamp: Stamp, _exp,
                   _runs) -> dict:  # fmt: skip
+    from fxcore import analysis
+
     return analysis.localisation(_exp, _runs, n_probe=n_probe)
 
 
@@ -216,6 +223,8 @@ def localisation(exp: Experiment, runs: Sequence[Run], n_probe: int) -> dict:
 @st.cache_data(max_entries=32, ttl=TTL, show_spinner=False)
 def _explain(paths: tuple[str, ...], epoch: int, layer: str, image_key: str, top_k: int,
              stamp: Stamp, _runs: Sequence[Run], _x) -> list[analysis.ModelView]:  # fmt: skip
+    from fxcore import analysis
+
     models = [(r.name, r.attribute, model(r, epoch)) for r in _runs]
     return analysis.explain(models, _x, layer, top_k=top_k)
 
@@ -255,6 +264,8 @@ def dataset_kwargs(cfg: dict[str, Any], split: str) -> dict[str, Any]:
 
 @st.cache_resource(max_entries=6, ttl=TTL, show_spinner=False)
 def _dataset(name: str, split: str, frozen: tuple[tuple[str, Any], ...]) -> FxDataset:
+    from fxcore.data import load_dataset
+
     kw = {k: (list(v) if isinstance(v, tuple) else v) for k, v in frozen}
     return load_dataset(name, split=split, **kw)
 
@@ -322,3 +333,33 @@ def freeze(cfg: dict[str, Any]) -> tuple:
 def demo_lock() -> threading.Lock:
     """One demo training at a time, across every session of this server."""
     return threading.Lock()
+
+
+# ---------------------------------------------------------------- start-up
+
+_PREWARM = threading.Lock()
+_prewarmed = False
+
+
+def _import_heavy(delay_s: float) -> None:
+    time.sleep(delay_s)
+    import fxcore.analysis  # noqa: F401 - torch, captum, the models
+    import fxcore.faces  # noqa: F401 - OpenCV for uploads
+
+
+def prewarm(delay_s: float = 2.0) -> None:
+    """Import the analysis stack in a background thread, once per server process.
+
+    Called at the end of the Home page: the first visit to an analysis page then finds torch
+    already imported instead of paying ~2 s on the click. The thread first waits ``delay_s``:
+    importing at once holds the GIL while the server still sends the page and serves the
+    frontend's chunks (measured: Home's cold start 4.5 s -> 6.0 s).
+    """
+    global _prewarmed
+    with _PREWARM:
+        if _prewarmed:
+            return
+        _prewarmed = True
+    threading.Thread(
+        target=_import_heavy, args=(delay_s,), name="fxcore-prewarm", daemon=True
+    ).start()

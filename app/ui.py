@@ -7,8 +7,10 @@ them directly, e.g. the payload of a heatmap of a huge tensor.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import cache
 import matplotlib
@@ -18,9 +20,10 @@ import streamlit as st
 from PIL import Image
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
-from fxcore.analysis import common_epochs
-from fxcore.checkpoints import Experiment, Run
-from fxcore.faces import ImageInputError, PreparedImage
+from fxcore.checkpoints import Experiment, Run, common_epochs
+
+if TYPE_CHECKING:
+    from fxcore.faces import PreparedImage
 
 log = logging.getLogger("fxcore.app")
 
@@ -44,6 +47,12 @@ PAGES = {
 # ---------------------------------------------------------------- errors
 
 
+def is_image_error(exc: BaseException) -> bool:
+    """An ``fxcore.faces.ImageInputError`` (looked up only if fxcore.faces, i.e. torch, is loaded)."""
+    faces = sys.modules.get("fxcore.faces")
+    return faces is not None and isinstance(exc, faces.ImageInputError)
+
+
 @contextmanager
 def guard(what: str) -> Iterator[None]:
     """Show any failure inside the block as a readable message; the rest of the page goes on."""
@@ -51,9 +60,10 @@ def guard(what: str) -> Iterator[None]:
         yield
     except ScriptControlException:  # st.stop / st.rerun must pass through
         raise
-    except ImageInputError as exc:
-        st.error(f"{what}: {exc}")
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback
+        if is_image_error(exc):
+            st.error(f"{what}: {exc}")
+            return
         log.warning("%s failed", what, exc_info=True)
         kind = type(exc).__name__
         known = kind.endswith("Error") and type(exc).__module__.startswith("fxcore")
@@ -173,10 +183,12 @@ def epoch_picker(epochs: list[int], key: str, label: str = "Epoch") -> int:
 
 
 def weight_keys(run: Run) -> list[str]:
-    """Trainable tensors of a run (BatchNorm running statistics left out), in model order."""
-    shapes = [k for k in run.shapes if not k.endswith(STAT_SUFFIXES)]
-    order = cache.tensor_order(run.model, int(run.info.get("num_outputs", 1)))
-    return [k for k in order if k in shapes] + [k for k in shapes if k not in order]
+    """Trainable tensors of a run (BatchNorm running statistics left out), in model order.
+
+    run.json lists tensors in the model's state-dict order (the trainer and the importer write it
+    so), so no model needs to be built, or torch imported, to order the layer picker.
+    """
+    return [k for k in run.shapes if not k.endswith(STAT_SUFFIXES)]
 
 
 def input_spec(exp: Experiment) -> tuple[int, bool, str]:
@@ -190,8 +202,8 @@ def input_spec(exp: Experiment) -> tuple[int, bool, str]:
 
 def model_order(run: Run, names: Sequence[str]) -> list[str]:
     """``names`` (weight keys or layer names such as ``features.3``) in the model's order."""
-    order = cache.tensor_order(run.model, int(run.info.get("num_outputs", 1)))
-    rank = {}
+    order = list(run.shapes)  # model order, see weight_keys
+    rank: dict[str, int] = {}
     for i, key in enumerate(order):
         rank.setdefault(key, i)
         rank.setdefault(key.rsplit(".", 1)[0], i)  # the layer owning this parameter
@@ -206,9 +218,9 @@ def prepare_image(data: bytes, image_size: int, normalize: bool, crop_face: bool
     """Prepare uploaded bytes as the models' input: ``(prepared, None)`` or ``(None, message)``."""
     try:
         return cache.prepared_upload(bytes(data), image_size, normalize, crop_face, mode), None
-    except ImageInputError as exc:
-        return None, f"Cannot use this file: {exc}"
     except Exception as exc:  # noqa: BLE001 - e.g. an exotic decoder failure: still a message
+        if is_image_error(exc):
+            return None, f"Cannot use this file: {exc}"
         log.warning("upload failed", exc_info=True)
         return None, f"Cannot use this file ({type(exc).__name__}): upload a JPEG or PNG photo"
 

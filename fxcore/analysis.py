@@ -19,7 +19,13 @@ import torch
 from torch import nn
 
 from fxcore.activations import capture, last_conv_layer
-from fxcore.checkpoints import CheckpointError, Experiment, Run, atomic_write_json
+from fxcore.checkpoints import (
+    CheckpointError,
+    Experiment,
+    Run,
+    atomic_write_json,
+    common_epochs,
+)
 from fxcore.gradcam import explain_image, grad_cam_batch
 from fxcore.similarity import MinibatchCKA, localisation_shares, weight_dynamics
 from fxcore.stats import layout_2d, mean_var, pool_to_budget
@@ -34,12 +40,6 @@ def pick_runs(exp: Experiment, names: Sequence[str] | None = None) -> list[Run]:
     if not exp.runs:
         raise CheckpointError(f"experiment {exp.name} has no runs")
     return exp.runs[:2]
-
-
-def common_epochs(runs: Sequence[Run]) -> list[int]:
-    """Epochs valid in every run (bad or missing epochs in any run are left out)."""
-    sets = [set(r.epochs()) for r in runs]
-    return sorted(set.intersection(*sets)) if sets else []
 
 
 def epoch_span(runs: Sequence[Run], lo: int | None, hi: int | None) -> list[int]:

@@ -20,9 +20,10 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported by the functions that make tensors: listing runs stays fast
+    import torch
 
 FORMAT = "fxcore/1"
 EPOCH_RE = re.compile(r"^epoch_(\d{3,})\.safetensors$")
@@ -408,3 +409,9 @@ def runs_table(experiments: Iterable[Experiment]) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+def common_epochs(runs: Iterable[Run]) -> list[int]:
+    """Epochs valid in every run (bad or missing epochs in any run are left out)."""
+    sets = [set(r.epochs()) for r in runs]
+    return sorted(set.intersection(*sets)) if sets else []

@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+from fxcore.analysis import compare
+from fxcore.checkpoints import load_experiment
 from fxcore.train import TrainConfig, train
 
 # SynthFaces pair: the project's two default attributes on the embedded face generator.
@@ -19,6 +21,7 @@ MNIST = TrainConfig(
     loss="mse", seed=0, pretrained="no",
 )  # fmt: skip
 DEMOS = {"synthfaces-smiling-vs-male": SYNTH, "mnist-fcnn3": MNIST}
+PROBE = 128  # the Training dynamics page's default probe count: its first visit reads the cache
 
 
 def make_demo(root: Path, names: list[str] | None = None) -> list[Path]:
@@ -31,5 +34,9 @@ def make_demo(root: Path, names: list[str] | None = None) -> list[Path]:
         print(f"demo: training {name} ({cfg.model} on {cfg.dataset}) -> {out}", file=sys.stderr)
         t0 = time.perf_counter()
         made.append(train(cfg, out, resume=(out / "experiment.json").is_file()))
-        print(f"demo: {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        t1 = time.perf_counter()
+        # Drift, CKA and attention shares, cached in <out>/.fxcore-cache/ as `compare` leaves them.
+        compare(load_experiment(out), n_probe=PROBE)
+        print(f"demo: {name} done in {time.perf_counter() - t0:.0f} s (comparison cached in "
+              f"{time.perf_counter() - t1:.0f} s)", file=sys.stderr)  # fmt: skip
     return made

@@ -337,3 +337,27 @@ def test_dataset_pages(root: Path) -> None:
     at = open_page(DATASET, "tiny-mnist", ds_n=4)
     ok(at)
     assert len(at.get("plotly_chart")) == 1 and len(images(at)) == 4
+
+
+def test_home_page_modules_do_not_import_torch() -> None:
+    """The Home page reads JSON only: its imports leave torch to cache.prewarm (cold start)."""
+    import subprocess
+
+    code = ("import sys; sys.path.insert(0, 'app'); import cache, ui, pandas, plotly.subplots; "
+            "import fxcore.checkpoints; print(sorted(m for m in ('torch', 'captum', 'cv2') "
+            "if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], cwd=APP_DIR.parent, capture_output=True,
+                         text=True, timeout=TIMEOUT, check=True)  # fmt: skip
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_layer_picker_order_is_model_order(tiny_root: Path) -> None:
+    """run.json's tensor order (used instead of building the model) is the model's own order."""
+    from fxcore.checkpoints import load_experiment
+
+    for name in ("tiny-synth", "tiny-mnist"):
+        run = load_experiment(tiny_root / name).runs[0]
+        params = [n for n, _ in run.build_model(0).named_parameters()]
+        assert ui.weight_keys(run) == params
+        layers = list(dict.fromkeys(n.rsplit(".", 1)[0] for n in params))  # model order
+        assert ui.model_order(run, layers[::-1]) == layers

@@ -1,0 +1,36 @@
+"""``make_demo``: trains each demo experiment and leaves the Training dynamics caches filled."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from conftest import TINY_SYNTH
+
+import fxcore.analysis as analysis
+import fxcore.demo as demo
+from fxcore.checkpoints import load_experiment
+
+
+def test_make_demo_trains_and_precomputes_comparison(tmp_path: Path, monkeypatch) -> None:
+    cfg = dataclasses.replace(TINY_SYNTH, epochs=1)
+    monkeypatch.setattr(demo, "DEMOS", {"tiny-demo": cfg, "other": cfg})
+    monkeypatch.setattr(demo, "PROBE", 16)
+    made = demo.make_demo(tmp_path, ["tiny-demo"])
+    assert made == [tmp_path / "tiny-demo"] and not (tmp_path / "other").exists()
+    exp = load_experiment(tmp_path / "tiny-demo")
+    kinds = {p.name.split("-")[0] for p in (exp.path / ".fxcore-cache").glob("*.json")}
+    assert kinds == {"dynamics", "cka", "localisation"}
+
+    def fail(*_a: object, **_k: object) -> None:
+        raise AssertionError("recomputed although make_demo cached it")
+
+    # The page's calls (first two runs, the page's probe count) are now served from the cache.
+    monkeypatch.setattr(analysis, "MinibatchCKA", fail)
+    monkeypatch.setattr(analysis, "grad_cam_batch", fail)
+    runs = analysis.pick_runs(exp)
+    assert len(analysis.cka(exp, runs, n_probe=16)["epochs"]) == 2
+    assert analysis.localisation(exp, runs, n_probe=16)["runs"]
+    with pytest.raises(AssertionError, match="recomputed"):
+        analysis.cka(exp, runs, n_probe=8)  # a different probe count is not cached
