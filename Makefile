@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format demo bench clean-venv
+.PHONY: run test lint format demo bench study clean-venv
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +27,20 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+## Reproduce docs/findings.md: a vgg-mini pair on CelebA (CELEBA=folder in the official layout),
+## the demo (incl. the MNIST MLP), the comparison and every figure, into checkpoints/ and study/.
+## Interrupted? Run it again: training resumes from the last complete epoch.
+CELEBA ?= ../shared/data/celeba-10k
+study: $(STAMP)
+	$(BIN)/python -m fxcore train --dataset celeba --data-root $(CELEBA) --attributes Smiling Male \
+	    --model vgg-mini --image-size 64 --epochs 6 --batch-size 32 --pretrained no --seed 0 \
+	    --out checkpoints/celeba-vgg-mini --resume --no-progress
+	$(BIN)/python -m fxcore demo
+	mkdir -p study
+	$(BIN)/python -m fxcore compare celeba-vgg-mini --probe 256 --json > study/celeba_compare.json
+	$(BIN)/python -m fxcore figures celeba-vgg-mini --probe 256 --out study/figures/celeba
+	$(BIN)/python -m fxcore figures mnist-fcnn3 --out study/figures/mnist
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check fxcore app tests benchmarks
