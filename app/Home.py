@@ -15,7 +15,7 @@ import streamlit as st
 import ui
 from plotly.subplots import make_subplots
 
-from fxcore.checkpoints import Experiment, Run
+from fxcore.runs import Experiment, Run
 
 
 def epochs_text(epochs: list[int]) -> str:

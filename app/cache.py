@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import streamlit as st
 
-from fxcore.checkpoints import CheckpointError, Experiment, Run, load_experiment, safe_child
+from fxcore.checkpoints import CheckpointError
+from fxcore.runs import Experiment, Run, load_experiment, safe_child
 
 if TYPE_CHECKING:
     from torch import nn
@@ -308,14 +309,14 @@ def label_matrix(frozen_cfg: tuple, attributes: tuple[str, ...], split: str) -> 
 
 @st.cache_data(max_entries=4, ttl=TTL, show_spinner=False)
 def _celeba_stats(root: str, stamp: Stamp) -> dict[str, Any]:
-    from fxcore.celeba import attribute_statistics
+    from fxcore.celeba_files import attribute_statistics
 
     return attribute_statistics(root)
 
 
 def celeba_statistics(root: str) -> dict[str, Any]:
     """Positive rates and co-occurrence of CelebA's 40 attributes (cached by the table's mtime)."""
-    from fxcore.celeba import ATTR_FILE, find_base
+    from fxcore.celeba_files import ATTR_FILE, find_base
 
     base = find_base(root)
     return _celeba_stats(str(root), files_stamp([base / ATTR_FILE]))

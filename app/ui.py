@@ -20,7 +20,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
-from fxcore.checkpoints import Experiment, Run, common_epochs
+from fxcore.runs import Experiment, Run, common_epochs
 
 if TYPE_CHECKING:
     from fxcore.faces import PreparedImage

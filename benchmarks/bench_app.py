@@ -29,18 +29,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+from appserver import ARGS, CHROMIUM, ROOT, demo_root, face_experiment, free_port, wait_healthy
+
 DEMO_DIRS = [Path("/tmp/demo_ckpt"), Path("/tmp/bench_ckpt")]
 PAGES = ["Feature maps", "Weight statistics", "Training dynamics", "Dataset", "Home"]
 COLD_TARGET_S, SWITCH_TARGET_S = 5.0, 1.0
@@ -52,42 +48,6 @@ DRAWN = """() => !document.querySelector('[data-stale="true"]')
   && !document.querySelector('[data-testid="stStatusWidget"]')
   && !document.querySelector('[data-testid="stSkeleton"]')
   && [...document.querySelectorAll('.stPlotlyChart')].every(c => c.querySelector('.main-svg'))"""
-
-
-def has_experiments(root: Path) -> bool:
-    return root.is_dir() and any((p / "experiment.json").is_file() for p in root.iterdir())
-
-
-def demo_root() -> tuple[Path, str]:
-    """A folder with the demo experiments, and how it was found."""
-    for d in DEMO_DIRS:
-        if has_experiments(d):
-            return d, f"existing {d}"
-    out = DEMO_DIRS[-1]
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "fxcore", "demo", "--out", str(out)], cwd=ROOT,
-                   check=True)  # fmt: skip
-    return out, f"created {out} in {time.perf_counter() - t0:.0f} s"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"streamlit did not answer at {url} within {timeout:.0f} s")
 
 
 class Runs:
@@ -145,17 +105,6 @@ def measure(page, runs: Runs, action, what: str, split: dict) -> float:
     print(f"  {what}: {t1 - t0:.2f} s (script run {split[what][0]:.2f} s, then drawing "
           f"{split[what][1]:.2f} s)", flush=True)  # fmt: skip
     return t1 - t0
-
-
-def face_experiment(root: Path) -> str:
-    sys.path.insert(0, str(ROOT))
-    from fxcore.checkpoints import list_experiments
-
-    faces = [e.name for e in list_experiments(root) if e.info.get("dataset") not in
-             ("mnist", "imported")]  # fmt: skip
-    if not faces:
-        raise SystemExit(f"no face experiment under {root}")
-    return faces[0]
 
 
 def step_slider(page, label: str, key: str) -> None:
@@ -270,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
                "target": "", "ok": None, "note": missing}  # fmt: skip
         return {"skipped": missing, "rows": [row]}
 
-    src, how = (args.root, "given") if args.root else demo_root()
+    src, how = (args.root, "given") if args.root else demo_root(DEMO_DIRS)
     with tempfile.TemporaryDirectory(prefix="fxcore-bench-app-") as tmp:
         root = Path(tmp) / "checkpoints"
         shutil.copytree(src, root)  # copy2 keeps mtimes, so the cache keys stay valid

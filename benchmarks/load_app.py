@@ -33,22 +33,18 @@ import os
 import platform
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+from appserver import ARGS, CHROMIUM, ROOT, demo_root, face_experiment, free_port, wait_healthy
+
 DEMO_DIRS = [Path("/tmp/demo_ckpt"), Path("/tmp/load_ckpt")]
 STEP_TIMEOUT_S = 120.0  # one interaction slower than this counts as an error
 DRAWN = """() => !document.querySelector('[data-stale="true"]')
@@ -69,32 +65,6 @@ DIAGNOSE = """() => ({
 })"""
 
 
-def has_experiments(root: Path) -> bool:
-    return root.is_dir() and any((p / "experiment.json").is_file() for p in root.iterdir())
-
-
-def demo_root() -> tuple[Path, str]:
-    for d in DEMO_DIRS:
-        if has_experiments(d):
-            return d, f"existing {d}"
-    out = DEMO_DIRS[-1]
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "fxcore", "demo", "--out", str(out)], cwd=ROOT,
-                   check=True)  # fmt: skip
-    return out, f"created {out} in {time.perf_counter() - t0:.0f} s"
-
-
-def face_experiment(root: Path) -> str:
-    sys.path.insert(0, str(ROOT))
-    from fxcore.checkpoints import list_experiments
-
-    faces = [e.name for e in list_experiments(root) if e.info.get("dataset") not in
-             ("mnist", "imported")]  # fmt: skip
-    if not faces:
-        raise SystemExit(f"no face experiment under {root}")
-    return faces[0]
-
-
 def upload_images(folder: Path) -> list[Path]:
     """Synthetic face photos (not from any dataset) in the formats and sizes users upload."""
     from PIL import Image
@@ -111,26 +81,6 @@ def upload_images(folder: Path) -> list[Path]:
         path.write_bytes(buf.getvalue())
         out.append(path)
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"streamlit did not answer at {url} within {timeout:.0f} s")
 
 
 def rss_mb(pid: int) -> float:
@@ -352,7 +302,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("needs Playwright's Python package (pip install playwright)") from None
     if not CHROMIUM.exists():
         raise SystemExit(f"{CHROMIUM} not found (apt-get install -y chromium)")
-    src, how = (args.root, "given") if args.root else demo_root()
+    src, how = (args.root, "given") if args.root else demo_root(DEMO_DIRS)
     with tempfile.TemporaryDirectory(prefix="fxcore-load-") as tmp:
         root = Path(tmp) / "checkpoints"
         shutil.copytree(src, root, ignore=shutil.ignore_patterns(".fxcore-cache"))

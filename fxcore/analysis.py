@@ -19,14 +19,9 @@ import torch
 from torch import nn
 
 from fxcore.activations import capture, last_conv_layer
-from fxcore.checkpoints import (
-    CheckpointError,
-    Experiment,
-    Run,
-    atomic_write_json,
-    common_epochs,
-)
+from fxcore.checkpoints import CheckpointError, atomic_write_json
 from fxcore.gradcam import explain_image, grad_cam_batch
+from fxcore.runs import Experiment, Run, common_epochs
 from fxcore.similarity import MinibatchCKA, localisation_shares, weight_dynamics
 from fxcore.stats import layout_2d, mean_var, pool_to_budget
 

@@ -10,7 +10,7 @@ import numpy as np
 
 
 def _experiment(args: argparse.Namespace):
-    from fxcore.checkpoints import open_experiment
+    from fxcore.runs import open_experiment
 
     return open_experiment(args.experiment, root=args.root)
 

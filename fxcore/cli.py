@@ -116,8 +116,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from fxcore.checkpoints import list_experiments
     from fxcore.demo import make_demo
+    from fxcore.runs import list_experiments
 
     if args.if_missing and list_experiments(args.out):
         return 0
@@ -126,7 +126,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from fxcore.checkpoints import list_experiments, runs_table
+    from fxcore.runs import list_experiments, runs_table
 
     rows = runs_table(list_experiments(args.root))
     if args.json:
@@ -191,7 +191,12 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="experiment folder (one run folder per attribute)")
     p.add_argument("--resume", action="store_true", help="continue from the last complete epoch")
     p.add_argument("--force", action="store_true", help="overwrite an existing experiment")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="no progress bars (a summary line per epoch is still printed)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

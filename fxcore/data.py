@@ -110,6 +110,7 @@ class FxDataset(torch.utils.data.Dataset):
     """
 
     name: str = "base"
+    show_progress: bool = True  # decode bar for large splits (the trainer passes --no-progress)
     attributes: list[str]  # chosen attributes, canonical spelling, label order
     all_attributes: list[str]  # every attribute the source knows
     num_classes: dict[str, int]  # 2 for binary attributes, e.g. 10 for MNIST's digit
@@ -142,7 +143,12 @@ class FxDataset(torch.utils.data.Dataset):
             cached = torch.empty(
                 (n, self.channels, self.image_size, self.image_size), dtype=torch.uint8
             )
-            for i in tqdm(range(n), desc=f"decode {self.name}", unit="img", disable=n < 2000):
+            for i in tqdm(
+                range(n),
+                desc=f"decode {self.name}",
+                unit="img",
+                disable=n < 2000 or not self.show_progress,
+            ):
                 cached[i] = self.get_uint8(i)
             self._uint8_cache = cached
         return cached

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from fxcore.analysis import compare
-from fxcore.checkpoints import load_experiment
+from fxcore.runs import load_experiment
 from fxcore.train import TrainConfig, train
 
 # SynthFaces pair: the project's two default attributes on the embedded face generator.

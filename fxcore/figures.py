@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fxcore import analysis  # noqa: E402
-from fxcore.checkpoints import Experiment  # noqa: E402
+from fxcore.runs import Experiment  # noqa: E402
 from fxcore.stats import mnist_unit_tiles, tile_grid  # noqa: E402
 
 
@@ -33,7 +33,7 @@ def attribute_rates(exp: Experiment, out: Path) -> Path:
     cfg = exp.info.get("config", {})
     name = cfg.get("dataset")
     if name == "celeba":
-        from fxcore.celeba import attribute_statistics
+        from fxcore.celeba_files import attribute_statistics
 
         st = attribute_statistics(cfg["data_root"])
         names, rates = list(st["names"]), np.asarray(st["positive_rate"])

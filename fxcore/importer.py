@@ -11,12 +11,12 @@ from fxcore import __version__
 from fxcore.checkpoints import (
     FORMAT,
     CheckpointError,
-    _load_json,
     atomic_write_json,
     epoch_file,
     save_checkpoint,
 )
 from fxcore.models import build_model, num_outputs_from_state
+from fxcore.runs import _load_json
 
 _SUFFIXES = (".pt", ".pth", ".safetensors")
 

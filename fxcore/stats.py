@@ -249,14 +249,20 @@ def pool_to_budget(
         return m, (1, 1)
     hb, wb = math.ceil(h / br), math.ceil(w / bc)
     dtype = m.dtype if m.dtype.kind == "f" else np.float32
-    if h % br == 0 and w % bc == 0 and not np.isnan(m).any():
+    if h % br == 0 and w % bc == 0:
         # Fast path (VGG's big layers divide evenly): reduce a reshaped view, no padded copy.
-        v = m.astype(dtype, copy=False).reshape(hb, br, wb, bc)
+        # Reduce the block rows first: (hb, br, w) -> (hb, w) adds whole contiguous rows, then
+        # the small (hb, wb, bc) result along its last axis. NaN propagates through sum, max and
+        # min, so a NaN in the input shows up in the small result: then take the NaN-aware path.
+        v = m.astype(dtype, copy=False).reshape(hb, br, w)
         if mode == "mean":
-            rows = v.reshape(hb, br, w).sum(axis=1)  # (hb, w): contiguous row adds, fast
-            return (rows.reshape(hb, wb, bc).sum(axis=2) / (br * bc)).astype(dtype), (br, bc)
-        hi, lo = v.max(axis=(1, 3)), v.min(axis=(1, 3))
-        return np.where(hi >= -lo, hi, lo), (br, bc)
+            out = (v.sum(axis=1).reshape(hb, wb, bc).sum(axis=2) / (br * bc)).astype(dtype)
+        else:
+            hi = v.max(axis=1).reshape(hb, wb, bc).max(axis=2)  # (hb, wb)
+            lo = v.min(axis=1).reshape(hb, wb, bc).min(axis=2)
+            out = np.where(hi >= -lo, hi, lo)
+        if not np.isnan(out).any():
+            return out, (br, bc)
     padded = np.full((hb * br, wb * bc), np.nan, dtype)
     padded[:h, :w] = m
     blocks = padded.reshape(hb, br, wb, bc).transpose(0, 2, 1, 3).reshape(hb, wb, br * bc)

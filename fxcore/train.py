@@ -13,8 +13,6 @@ every global batch (``--batch-size`` is the global batch), and only rank 0 write
 from __future__ import annotations
 
 import copy
-import json
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,20 +28,22 @@ from fxcore.checkpoints import (
     FORMAT,
     CheckpointError,
     append_jsonl,
-    atomic_write_bytes,
     atomic_write_json,
     epoch_file,
-    load_experiment,
-    read_jsonl,
     save_checkpoint,
 )
 from fxcore.data import load_dataset, uint8_to_input
 from fxcore.metrics import autocast, compute_loss, evaluate, task_loss
 from fxcore.models import VGG_NAMES, ModelError, build_model
 from fxcore.optim_state import load_optimizer, save_optimizer
-
-# Config keys that may change between a run and its resumption without changing the results' meaning.
-_RESUMABLE_KEYS = {"epochs", "device", "workers", "progress"}
+from fxcore.resume import (
+    RESUMABLE_KEYS,
+    complete_epoch,
+    drop_temp,
+    prepare_out,
+    rollback,
+    settle,
+)
 
 
 @dataclass
@@ -79,7 +79,7 @@ class TrainConfig:
 
     def shared(self) -> dict[str, Any]:
         """The config keys that must match for a resumed or extended experiment."""
-        return {k: v for k, v in asdict(self).items() if k not in _RESUMABLE_KEYS}
+        return {k: v for k, v in asdict(self).items() if k not in RESUMABLE_KEYS}
 
 
 class DeviceError(RuntimeError):
@@ -107,92 +107,6 @@ def pick_device(name: str = "auto") -> torch.device:
 
 class TrainingInterrupted(Exception):
     """Ctrl-C: the last complete epoch is on disk; the message says how to resume."""
-
-
-def _prepare_out(out: Path, cfg: TrainConfig, resume: bool, force: bool) -> int:
-    """Check/prepare the experiment folder; return the epoch to start after (-1 = fresh)."""
-    if out.exists() and not out.is_dir():
-        raise CheckpointError(f"{out}: exists and is a file; pass a folder for --out")
-    if (out / "experiment.json").is_file():
-        exp = load_experiment(out)
-        saved = exp.info.get("config", {})
-        same = {k: v for k, v in saved.items() if k not in _RESUMABLE_KEYS} == cfg.shared()
-        if force:
-            for run in exp.runs:
-                shutil.rmtree(run.path)
-            return -1
-        if not same:
-            diff = sorted(k for k in cfg.shared() if saved.get(k) != cfg.shared()[k])
-            raise CheckpointError(
-                f"{out} holds an experiment with a different config (differs in: "
-                f"{', '.join(diff)}); choose another --out or pass --force to overwrite it"
-            )
-        done = complete_epoch(out, cfg.attributes)
-        if not resume:
-            if done < 0:
-                return -1
-            raise CheckpointError(
-                f"{out} already has epochs 0..{done}; pass --resume to continue "
-                "(or --force to start over)"
-            )
-        return done
-    try:  # fail before any training if the folder cannot be created or is read-only
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out / ".write-test", b"ok")
-        (out / ".write-test").unlink()
-    except (CheckpointError, OSError) as exc:
-        raise CheckpointError(f"{out}: cannot write checkpoints here ({exc})") from exc
-    return -1
-
-
-def complete_epoch(out: Path, attributes: list[str]) -> int:
-    """Last epoch that every run finished: valid checkpoint, metrics row and optimizer state."""
-    done = []
-    for attr in attributes:
-        run_dir = out / attr
-        rows = {int(r["epoch"]) for r in read_jsonl(run_dir / "metrics.jsonl") if "epoch" in r}
-        e = -1
-        while epoch_file(run_dir, e + 1).is_file() and (e + 1 == 0 or e + 1 in rows):
-            e += 1
-        done.append(e)
-    last = min(done) if done else -1
-    # Only the latest two optimizer states are kept, so require one at the resume point only.
-    while last >= 0 and not all(
-        (out / a / f"optim_{last:03d}.safetensors").is_file() for a in attributes
-    ):
-        last -= 1
-    return last
-
-
-def _drop_temp(folder: Path) -> None:
-    """Remove temp files a killed writer left (atomic writes name them ``.<name>.<pid>.tmp``)."""
-    for p in folder.glob(".*.tmp"):
-        p.unlink(missing_ok=True)
-
-
-def _rollback(run_dir: Path, keep_upto: int) -> None:
-    """Drop anything past the last complete epoch so files and metrics agree again."""
-    # Metrics first: a crash in between then leaves extra checkpoints, never rows without one.
-    rows = [
-        r for r in read_jsonl(run_dir / "metrics.jsonl") if int(r.get("epoch", -1)) <= keep_upto
-    ]
-    data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-    atomic_write_bytes(run_dir / "metrics.jsonl", data.encode())
-    for p in run_dir.glob("*.safetensors"):
-        stem = p.stem.split("_")
-        if len(stem) == 2 and stem[1].isdigit() and int(stem[1]) > keep_upto:
-            p.unlink()
-    _drop_temp(run_dir)
-
-
-def _settle(out: Path, attrs: list[str]) -> None:
-    """After Ctrl-C or a failed write: roll every run back to the last epoch all of them finished."""
-    try:
-        done = complete_epoch(out, attrs)
-        for a in attrs if done >= 0 else []:
-            _rollback(out / a, done)
-    except (CheckpointError, OSError):
-        pass  # e.g. the disk is still full: --resume rolls back the same way
 
 
 def _initial_model(cfg: TrainConfig, n_out: int) -> tuple[nn.Module, bool]:
@@ -226,7 +140,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
     start, problem = -1, None
     if dist.main:
         try:
-            start = _prepare_out(out, cfg, resume, force)
+            start = prepare_out(out, cfg, resume, force)
         except CheckpointError as exc:
             problem = exc
     if dist.world > 1:  # every rank follows rank 0's decision (and its error, rather than hang)
@@ -246,6 +160,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
         train_kw["num_samples"] = cfg.synth_train
     ds_train = load_dataset(cfg.dataset, split="train", **train_kw)
     ds_val = load_dataset(cfg.dataset, split="val", **dict(kw, max_samples=cfg.max_val))
+    ds_train.show_progress = ds_val.show_progress = cfg.progress
     attrs = list(ds_train.attributes)
     classes = {ds_train.num_classes[a] for a in attrs}
     if len(classes) != 1:
@@ -273,10 +188,10 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
     if dist.main:
         if start >= 0:
             for d in run_dirs:
-                _rollback(d, start)
+                rollback(d, start)
         else:
             for d in [out, *run_dirs]:  # what a run killed mid-way through its init left
-                _drop_temp(d)
+                drop_temp(d)
             exp_info = {"format": FORMAT, "name": out.name, "dataset": cfg.dataset, "model": cfg.model,
                         "attributes": attrs, "runs": attrs, "config": asdict(cfg), "data_fingerprint": fp,
                         "pretrained_used": pretrained_used,
@@ -356,19 +271,19 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
                     save_checkpoint(epoch_file(d, epoch), models[k].state_dict(), meta)
                     append_jsonl(d / "metrics.jsonl", row)
                     (d / f"optim_{epoch - 2:03d}.safetensors").unlink(missing_ok=True)
-                if cfg.progress:
-                    summary = "  ".join(
-                        f"{a}: acc {v['val_accuracy']:.3f}" for a, v in zip(attrs, vals)
-                    )
-                    print(f"epoch {epoch}/{cfg.epochs}  {summary}  ({n / seconds:.0f} img/s)",
-                          file=sys.stderr)  # fmt: skip
+                # One line per epoch even without progress bars: logs show where a run got to.
+                summary = "  ".join(
+                    f"{a}: acc {v['val_accuracy']:.3f}" for a, v in zip(attrs, vals)
+                )
+                print(f"epoch {epoch}/{cfg.epochs}  {summary}  ({n / seconds:.0f} img/s, "
+                      f"{seconds:.0f} s)", file=sys.stderr)  # fmt: skip
             if dist.world > 1:
                 torch.distributed.barrier()
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()  # clear the progress line so the message starts on its own line
         if dist.main:
-            _settle(out, attrs)
+            settle(out, attrs)
         raise (
             _interrupted(out, attrs) if dist.main else TrainingInterrupted("interrupted")
         ) from None
@@ -376,7 +291,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
         if bar is not None:
             bar.close()
         if dist.main:
-            _settle(out, attrs)
+            settle(out, attrs)
         raise
     finally:
         if dist.world > 1 and torch.distributed.is_initialized():
@@ -385,7 +300,13 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
 
 
 def _interrupted(out: Path, attrs: list[str]) -> TrainingInterrupted:
+    done = complete_epoch(out, attrs)
+    if done < 0:
+        return TrainingInterrupted(
+            f"interrupted before the first checkpoint was saved in {out}; run the same command "
+            "again to start over"
+        )
     return TrainingInterrupted(
-        f"interrupted; epochs 0..{complete_epoch(out, attrs)} are saved in {out}. Resume with the "
-        "same command plus --resume"
+        f"interrupted; epochs 0..{done} are saved in {out}. Resume with the same command plus "
+        "--resume"
     )

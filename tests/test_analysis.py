@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fxcore.analysis import cka, compare, dynamics, explain, localisation, pick_runs, weight_maps
-from fxcore.checkpoints import open_experiment
+from fxcore.runs import open_experiment
 
 
 def test_weight_maps_and_difference(tiny_root: Path) -> None:

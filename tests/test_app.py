@@ -344,7 +344,7 @@ def test_home_page_modules_do_not_import_torch() -> None:
     import subprocess
 
     code = ("import sys; sys.path.insert(0, 'app'); import cache, ui, pandas, plotly.subplots; "
-            "import fxcore.checkpoints; print(sorted(m for m in ('torch', 'captum', 'cv2') "
+            "import fxcore.checkpoints, fxcore.runs; print(sorted(m for m in ('torch', 'captum', 'cv2') "
             "if m in sys.modules))")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], cwd=APP_DIR.parent, capture_output=True,
                          text=True, timeout=TIMEOUT, check=True)  # fmt: skip
@@ -353,7 +353,7 @@ def test_home_page_modules_do_not_import_torch() -> None:
 
 def test_layer_picker_order_is_model_order(tiny_root: Path) -> None:
     """run.json's tensor order (used instead of building the model) is the model's own order."""
-    from fxcore.checkpoints import load_experiment
+    from fxcore.runs import load_experiment
 
     for name in ("tiny-synth", "tiny-mnist"):
         run = load_experiment(tiny_root / name).runs[0]

@@ -93,7 +93,7 @@ def shot(page, name: str) -> None:
 
 def pick_experiments(root: Path) -> tuple[str, str | None]:
     """(a face experiment, an MNIST one or None) under ``root``."""
-    from fxcore.checkpoints import list_experiments
+    from fxcore.runs import list_experiments
 
     exps = list_experiments(root)
     faces = [e.name for e in exps if e.info.get("dataset") not in ("mnist", "imported")]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from fxcore.analysis import localisation, pick_runs
-from fxcore.checkpoints import open_experiment
 from fxcore.demo import SYNTH
+from fxcore.runs import open_experiment
 from fxcore.train import train
 
 

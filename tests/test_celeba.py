@@ -12,7 +12,8 @@ from fixtures_data import CELEBA_ATTRIBUTES, make_celeba_fixture
 from PIL import Image, ImageFile
 
 from fxcore import celeba as celeba_mod
-from fxcore.celeba import MEAN_LANDMARKS, CelebA, attribute_statistics, box_mask
+from fxcore.celeba import MEAN_LANDMARKS, CelebA
+from fxcore.celeba_files import attribute_statistics, box_mask
 from fxcore.data import DataError, load_dataset, prepare_pil, transform_landmarks
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -15,18 +15,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from fxcore.checkpoints import (
-    CheckpointError,
-    Run,
-    atomic_write_json,
-    list_experiments,
-    open_experiment,
-    read_header,
-    runs_table,
-    safe_child,
-    save_checkpoint,
-)
+from fxcore.checkpoints import CheckpointError, atomic_write_json, read_header, save_checkpoint
 from fxcore.models import build_model
+from fxcore.runs import Run, list_experiments, open_experiment, runs_table, safe_child
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -167,7 +158,7 @@ def test_sigkill_during_writes_never_leaves_a_partial_checkpoint(tmp_path: Path)
 
 _READER = """
 import resource, sys
-from fxcore.checkpoints import open_experiment
+from fxcore.runs import open_experiment
 run = open_experiment(sys.argv[1]).runs[0]
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = run.read_tensor(0, "small")

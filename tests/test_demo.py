@@ -10,7 +10,7 @@ from conftest import TINY_SYNTH
 
 import fxcore.analysis as analysis
 import fxcore.demo as demo
-from fxcore.checkpoints import load_experiment
+from fxcore.runs import load_experiment
 
 
 def test_make_demo_trains_and_precomputes_comparison(tmp_path: Path, monkeypatch) -> None:

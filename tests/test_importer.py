@@ -11,10 +11,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from fxcore.checkpoints import CheckpointError, open_experiment
+from fxcore.checkpoints import CheckpointError
 from fxcore.cli import main
 from fxcore.importer import import_run
 from fxcore.models import build_model
+from fxcore.runs import open_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 

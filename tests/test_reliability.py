@@ -30,9 +30,10 @@ from fixtures_data import make_mnist_fixture
 from safetensors.torch import load_file
 
 from fxcore import checkpoints
-from fxcore.checkpoints import EPOCH_RE, open_experiment, read_header, read_jsonl, read_meta
+from fxcore.checkpoints import EPOCH_RE, read_header, read_jsonl, read_meta
 from fxcore.cli import main
-from fxcore.train import complete_epoch
+from fxcore.resume import complete_epoch
+from fxcore.runs import open_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTRS = ["even", "large"]

@@ -232,3 +232,6 @@ def test_pool_fast_path_equals_padded_path(mode: str) -> None:
     with_nan[0, 0] = np.nan  # forces the NaN-padded path; block (0, 0) then differs
     slow, _ = stats.pool_to_budget(with_nan, (8, 14), mode)
     np.testing.assert_allclose(fast.ravel()[1:], slow.ravel()[1:], rtol=1e-5, atol=1e-6)
+    block00 = with_nan[:8, :7][~np.isnan(with_nan[:8, :7])]  # the NaN is ignored, not spread
+    want = block00.mean() if mode == "mean" else block00[np.abs(block00).argmax()]
+    assert slow[0, 0] == pytest.approx(want, rel=1e-5)

@@ -11,8 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from fxcore.batches import Dist, epoch_order, plan_batches
-from fxcore.checkpoints import CheckpointError, load_experiment
+from fxcore.checkpoints import CheckpointError
 from fxcore.metrics import roc_auc
+from fxcore.runs import load_experiment
 from fxcore.train import TrainConfig, train
 
 TINY = TrainConfig(
@@ -114,3 +115,14 @@ def test_roc_auc_matches_pairwise_definition() -> None:
     pos, neg = scores[labels == 1], scores[labels == 0]
     ref = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg) / (len(pos) * len(neg))
     assert roc_auc(scores, labels) == pytest.approx(ref)
+
+
+def test_interrupt_message_before_and_after_the_first_checkpoint(
+    tmp_path: Path, tiny_exp: Path
+) -> None:
+    from fxcore.train import _interrupted
+
+    early = str(_interrupted(tmp_path / "nothing-yet", ["Smiling", "Male"]))
+    assert "before the first checkpoint" in early and "--resume" not in early
+    late = str(_interrupted(tiny_exp, ["Smiling", "Male"]))
+    assert "epochs 0.." in late and "--resume" in late

@@ -11,8 +11,8 @@ import ui
 
 from fxcore.activations import conv_layers, overlay, shared_range
 from fxcore.analysis import ModelView, cam_layer
-from fxcore.checkpoints import Experiment, Run
 from fxcore.faces import PreparedImage, prepare_upload
+from fxcore.runs import Experiment, Run
 from fxcore.stats import tile_grid
 
 SOURCES = ("Sample from the dataset", "Upload a photo")

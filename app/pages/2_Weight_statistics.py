@@ -9,7 +9,7 @@ import numpy as np
 import streamlit as st
 import ui
 
-from fxcore.checkpoints import Run
+from fxcore.runs import Run
 from fxcore.stats import layout_2d, mnist_unit_tiles, tile_grid, window
 
 WINDOW = 256

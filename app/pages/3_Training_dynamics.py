@@ -9,7 +9,7 @@ import streamlit as st
 import ui
 
 from fxcore.analysis import REGIONS
-from fxcore.checkpoints import Experiment, Run
+from fxcore.runs import Experiment, Run
 
 MEASURES = {
     "drift": ("drift_a", "drift_b", "Relative drift from init ‖Wₜ − W₀‖ / ‖W₀‖"),

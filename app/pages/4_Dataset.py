@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import ui
 
-from fxcore.checkpoints import Experiment
+from fxcore.runs import Experiment
 
 
 def rates_figure(names: list[str], rates: np.ndarray, chosen: list[str], title: str) -> go.Figure:
