@@ -178,6 +178,21 @@ def weight_maps(runs: Sequence[Run], key: str, lo: int, hi: int, mode: str = "me
     return _weight_maps(paths, key, lo, hi, mode, _epoch_stamp(runs, eps), runs)
 
 
+@st.cache_data(max_entries=16, ttl=TTL, show_spinner=False)
+def tensor_order(model_name: str, num_outputs: int) -> list[str]:
+    """State-dict names of an architecture in model order ([] for one fxcore cannot build)."""
+    import torch
+
+    from fxcore.models import build_model
+
+    try:
+        with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+            net = build_model(model_name, num_outputs=num_outputs)
+    except Exception:  # noqa: BLE001 - e.g. an imported architecture fxcore cannot build
+        return []
+    return list(net.state_dict())
+
+
 # ---------------------------------------------------------------- experiment-level measures
 
 

@@ -182,13 +182,24 @@ def epoch_picker(epochs: list[int], key: str, label: str = "Epoch") -> int:
     return int(st.select_slider(label, options=epochs, value=epochs[-1], key=key))
 
 
-def weight_keys(run: Run) -> list[str]:
-    """Trainable tensors of a run (BatchNorm running statistics left out), in model order.
+def tensor_order(run: Run) -> list[str]:
+    """The run's tensor names in model order.
 
     run.json lists tensors in the model's state-dict order (the trainer and the importer write it
-    so), so no model needs to be built, or torch imported, to order the layer picker.
+    so), so no model needs to be built, or torch imported, to order the layer pickers. Runs written
+    before that (alphabetical lists: a model order always has ``.weight`` before its ``.bias``)
+    get the order of the architecture instead.
     """
-    return [k for k in run.shapes if not k.endswith(STAT_SUFFIXES)]
+    names = list(run.shapes)
+    if len(names) > 1 and names == sorted(names):
+        built = cache.tensor_order(run.model, int(run.info.get("num_outputs", 1)))
+        return [k for k in built if k in run.shapes] + [k for k in names if k not in built]
+    return names
+
+
+def weight_keys(run: Run) -> list[str]:
+    """Trainable tensors of a run (BatchNorm running statistics left out), in model order."""
+    return [k for k in tensor_order(run) if not k.endswith(STAT_SUFFIXES)]
 
 
 def input_spec(exp: Experiment) -> tuple[int, bool, str]:
@@ -202,7 +213,7 @@ def input_spec(exp: Experiment) -> tuple[int, bool, str]:
 
 def model_order(run: Run, names: Sequence[str]) -> list[str]:
     """``names`` (weight keys or layer names such as ``features.3``) in the model's order."""
-    order = list(run.shapes)  # model order, see weight_keys
+    order = tensor_order(run)
     rank: dict[str, int] = {}
     for i, key in enumerate(order):
         rank.setdefault(key, i)

@@ -169,10 +169,9 @@ def explain_image(
             store["shown"] = t.detach().clone()  # clone: a following in-place ReLU rewrites it
 
     def graph_root(_m: nn.Module, _i: object, out: object) -> object:
-        t = _first(out)
-        if not isinstance(t, torch.Tensor) or t.dim() != 4:
-            raise _not_spatial(model, cam_at, tuple(getattr(t, "shape", ())))
-        root = t.detach().requires_grad_(True)  # (1, C, h, w) the graph begins here
+        if not isinstance(out, torch.Tensor) or out.dim() != 4:  # e.g. a tuple or a (B, F) output
+            raise _not_spatial(model, cam_at, tuple(getattr(_first(out), "shape", ())))
+        root = out.detach().requires_grad_(True)  # (1, C, h, w) the graph begins here
         store["cam"] = root
         return root.clone()  # the rest of the net (in-place ReLU included) works on a copy
 
@@ -188,6 +187,9 @@ def explain_image(
         finally:
             for h in handles:
                 h.remove()
+        for key, name in (("shown", layer), ("cam", cam_at)):
+            if key not in store:
+                raise ActivationError(f"layer {name!r} did not run in the model's forward pass")
         shown = store["shown"]
         if shown.dim() != 4:
             raise _not_spatial(model, layer, tuple(shown.shape))

@@ -256,7 +256,9 @@ def pool_to_budget(
         # min, so a NaN in the input shows up in the small result: then take the NaN-aware path.
         v = m.astype(dtype, copy=False).reshape(hb, br, w)
         if mode == "mean":
-            out = (v.sum(axis=1).reshape(hb, wb, bc).sum(axis=2) / (br * bc)).astype(dtype)
+            acc = np.promote_types(dtype, np.float32)  # float16 sums would overflow
+            rows = v.sum(axis=1, dtype=acc).reshape(hb, wb, bc)
+            out = (rows.sum(axis=2) / (br * bc)).astype(dtype)
         else:
             hi = v.max(axis=1).reshape(hb, wb, bc).max(axis=2)  # (hb, wb)
             lo = v.min(axis=1).reshape(hb, wb, bc).min(axis=2)
@@ -269,7 +271,8 @@ def pool_to_budget(
     if mode == "mean":
         with warnings.catch_warnings():  # all-NaN blocks -> NaN is the intended result
             warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanmean(blocks, axis=-1), (br, bc)
+            acc = np.promote_types(dtype, np.float32)
+            return np.nanmean(blocks, axis=-1, dtype=acc).astype(dtype), (br, bc)
     mag = np.where(np.isnan(blocks), -np.inf, np.abs(blocks))
     idx = np.argmax(mag, axis=-1)[..., None]  # all-NaN block -> index 0 -> NaN
     return np.take_along_axis(blocks, idx, axis=-1)[..., 0], (br, bc)

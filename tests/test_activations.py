@@ -349,3 +349,30 @@ def test_explain_image_bad_layers_leave_no_hooks() -> None:
         gradcam.explain_image(model, x, "features.99", "features.6")
     assert act.active_hook_count(model) == 0
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_explain_image_layers_that_do_not_fit() -> None:
+    """A tuple-valued or never-run layer gives an ActivationError that says so, and no hook leaks."""
+
+    class TupleOut(nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return x, x
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.pair, self.unused = nn.Conv2d(3, 4, 3), TupleOut(), nn.Conv2d(4, 4, 1)
+            self.head = nn.Linear(4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            a, _ = self.pair(self.conv(x))
+            return self.head(a.mean(dim=(2, 3)))
+
+    net, x = Net(), inputs(1)
+    with pytest.raises(act.ActivationError, match="not a"):
+        gradcam.explain_image(net, x, "conv", "pair")
+    with pytest.raises(act.ActivationError, match="did not run"):
+        gradcam.explain_image(net, x, "unused", "conv")
+    with pytest.raises(act.ActivationError, match="did not run"):
+        gradcam.explain_image(net, x, "conv", "unused")
+    assert act.active_hook_count(net) == 0

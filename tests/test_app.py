@@ -361,3 +361,19 @@ def test_layer_picker_order_is_model_order(tiny_root: Path) -> None:
         assert ui.weight_keys(run) == params
         layers = list(dict.fromkeys(n.rsplit(".", 1)[0] for n in params))  # model order
         assert ui.model_order(run, layers[::-1]) == layers
+
+
+def test_layer_picker_order_for_alphabetical_run_json(tiny_root: Path, tmp_path: Path) -> None:
+    """Runs written before run.json kept model order (sorted tensor list) still get model order."""
+    from fxcore.runs import load_experiment
+
+    exp_dir = tmp_path / "old"
+    shutil.copytree(tiny_root / "tiny-synth", exp_dir)
+    info_path = exp_dir / "Smiling" / "run.json"
+    info = json.loads(info_path.read_text())
+    info["tensors"] = dict(sorted(info["tensors"].items()))
+    info_path.write_text(json.dumps(info))
+    run = load_experiment(exp_dir).run("Smiling")
+    assert list(run.shapes) == sorted(run.shapes)
+    params = [n for n, _ in run.build_model(0).named_parameters()]
+    assert ui.weight_keys(run) == params

@@ -34,3 +34,18 @@ def test_make_demo_trains_and_precomputes_comparison(tmp_path: Path, monkeypatch
     assert analysis.localisation(exp, runs, n_probe=16)["runs"]
     with pytest.raises(AssertionError, match="recomputed"):
         analysis.cka(exp, runs, n_probe=8)  # a different probe count is not cached
+
+
+def test_make_demo_keeps_the_runs_when_the_comparison_fails(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from fxcore.checkpoints import CheckpointError
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise CheckpointError("disk trouble")
+
+    monkeypatch.setattr(demo, "DEMOS", {"tiny-demo": dataclasses.replace(TINY_SYNTH, epochs=1)})
+    monkeypatch.setattr(demo, "compare", broken)
+    assert demo.make_demo(tmp_path) == [tmp_path / "tiny-demo"]
+    assert len(load_experiment(tmp_path / "tiny-demo").runs) == 2
+    assert "comparison not cached: disk trouble" in capsys.readouterr().err

@@ -235,3 +235,13 @@ def test_pool_fast_path_equals_padded_path(mode: str) -> None:
     block00 = with_nan[:8, :7][~np.isnan(with_nan[:8, :7])]  # the NaN is ignored, not spread
     want = block00.mean() if mode == "mean" else block00[np.abs(block00).argmax()]
     assert slow[0, 0] == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("nan", [False, True])
+def test_pool_mean_of_float16_does_not_overflow(nan: bool) -> None:
+    m = np.full((1024, 1024), 100.0, np.float16)  # a 16x16 block sums to 25,600 > float16 max
+    if nan:
+        m[0, 0] = np.nan
+    pooled, block = stats.pool_to_budget(m, (64, 64), "mean")
+    assert block == (16, 16) and pooled.dtype == np.float16
+    np.testing.assert_array_equal(pooled, 100.0)
