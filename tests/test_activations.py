@@ -339,40 +339,36 @@ def test_explain_image_equals_separate_calls(outputs: int, layer: str, cam_at: s
     assert act.active_hook_count(model) == 0
 
 
-def test_explain_image_bad_layers_leave_no_hooks() -> None:
-    model, x = make_model(), inputs(1)
-    with pytest.raises(act.ActivationError, match="not a"):
-        gradcam.explain_image(model, x, "features.6", "classifier.0")
-    with pytest.raises(act.ActivationError, match="not a"):
-        gradcam.explain_image(model, x, "classifier.0", "features.6")
-    with pytest.raises(act.ActivationError, match="unknown layer"):
-        gradcam.explain_image(model, x, "features.99", "features.6")
+class _TupleOut(nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, x
+
+
+class _TupleNet(nn.Module):
+    """A layer with a tuple output, and a layer that never runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.pair, self.unused = nn.Conv2d(3, 4, 3), _TupleOut(), nn.Conv2d(4, 4, 1)
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, _ = self.pair(self.conv(x))
+        return self.head(a.mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize(
+    ("net", "layer", "cam_at", "match"),
+    [("vgg", "features.6", "classifier.0", "not a"), ("vgg", "classifier.0", "features.6", "not a"),
+     ("vgg", "features.99", "features.6", "unknown layer"), ("tuple", "conv", "pair", "not a"),
+     ("tuple", "unused", "conv", "did not run"), ("tuple", "conv", "unused", "did not run")],
+)  # fmt: skip
+def test_explain_image_layers_that_do_not_fit(
+    net: str, layer: str, cam_at: str, match: str
+) -> None:
+    """A clear ActivationError; no hook left behind and every requires_grad flag restored."""
+    model = make_model() if net == "vgg" else _TupleNet()
+    with pytest.raises(act.ActivationError, match=match):
+        gradcam.explain_image(model, inputs(1), layer, cam_at)
     assert act.active_hook_count(model) == 0
     assert all(p.requires_grad for p in model.parameters())
-
-
-def test_explain_image_layers_that_do_not_fit() -> None:
-    """A tuple-valued or never-run layer gives an ActivationError that says so, and no hook leaks."""
-
-    class TupleOut(nn.Module):
-        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return x, x
-
-    class Net(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv, self.pair, self.unused = nn.Conv2d(3, 4, 3), TupleOut(), nn.Conv2d(4, 4, 1)
-            self.head = nn.Linear(4, 1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            a, _ = self.pair(self.conv(x))
-            return self.head(a.mean(dim=(2, 3)))
-
-    net, x = Net(), inputs(1)
-    with pytest.raises(act.ActivationError, match="not a"):
-        gradcam.explain_image(net, x, "conv", "pair")
-    with pytest.raises(act.ActivationError, match="did not run"):
-        gradcam.explain_image(net, x, "unused", "conv")
-    with pytest.raises(act.ActivationError, match="did not run"):
-        gradcam.explain_image(net, x, "conv", "unused")
-    assert act.active_hook_count(net) == 0
