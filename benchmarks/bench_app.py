@@ -35,7 +35,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from appserver import ARGS, CHROMIUM, ROOT, demo_root, face_experiment, free_port, wait_healthy
+from benchlib import (
+    ARGS,
+    CHROMIUM,
+    ROOT,
+    demo_root,
+    face_experiment,
+    free_port,
+    is_script_finished,
+    server_command,
+    wait_healthy,
+)
 
 DEMO_DIRS = [Path("/tmp/demo_ckpt"), Path("/tmp/bench_ckpt")]
 PAGES = ["Feature maps", "Weight statistics", "Training dynamics", "Dataset", "Home"]
@@ -54,23 +64,14 @@ class Runs:
     """Counts the server's ``script_finished`` messages seen by the page's websocket."""
 
     def __init__(self, page) -> None:
-        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-
         self.finished = 0
         self.t_finished = 0.0  # perf_counter of the last script_finished
         self.t_socket = 0.0  # perf_counter of the first websocket (the frontend has loaded)
-        self._msg = ForwardMsg
 
         def on_frame(payload) -> None:
-            if isinstance(payload, (bytes, bytearray)):
-                msg = self._msg()
-                try:
-                    msg.ParseFromString(bytes(payload))
-                except Exception:  # noqa: BLE001 - not a ForwardMsg: ignore
-                    return
-                if msg.WhichOneof("type") == "script_finished":
-                    self.finished += 1
-                    self.t_finished = time.perf_counter()
+            if is_script_finished(payload):
+                self.finished += 1
+                self.t_finished = time.perf_counter()
 
         def on_socket(ws) -> None:
             self.t_socket = self.t_socket or time.perf_counter()
@@ -125,9 +126,7 @@ def bench(root: Path) -> dict:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "FXCORE_CHECKPOINTS": str(root)}
-    cmd = [sys.executable, "-m", "streamlit", "run", "app/Home.py", "--server.port", str(port),
-           "--server.headless", "true", "--server.address", "127.0.0.1",
-           "--browser.gatherUsageStats", "false"]  # fmt: skip
+    cmd = server_command(port)
     res: dict = {"experiment": exp, "warm_imports_s": imports_s}
     split: dict[str, tuple[float, float]] = {}
     with sync_playwright() as p, tempfile.TemporaryFile() as log:

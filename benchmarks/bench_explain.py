@@ -26,7 +26,6 @@ import argparse
 import io
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,19 +33,15 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-TARGET_S = 1.0
+from benchlib import best_time  # noqa: E402
 
 
 def timed(fn: Callable[[], object], repeat: int) -> float:
-    """Best wall time of ``repeat`` calls (one untimed warm-up call first)."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    """Best of ``repeat`` after one untimed warm-up call (the first torch call builds kernels)."""
+    return best_time(fn, repeat, warmup=True)
+
+
+TARGET_S = 1.0
 
 
 def face_jpeg(size: int = 640) -> bytes:

@@ -23,6 +23,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchlib import best_time  # noqa: E402
+
 TARGET_BYTES, TARGET_S = 2_000_000, 0.2
 NAIVE_KEY = "classifier.3.weight"
 
@@ -58,15 +60,6 @@ def build(mean: np.ndarray, mode: str, heatmap_figure) -> tuple[str, tuple[int, 
     fig = heatmap_figure(pooled, title="mean", zmin=-hi, zmax=hi, colorscale="RdBu_r",
                          block=block, value_name="mean", axis_titles=False)  # fmt: skip
     return fig.to_json(), block, pooled.shape
-
-
-def best_time(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -30,12 +30,10 @@ import contextlib
 import io
 import json
 import os
-import platform
 import random
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -43,7 +41,18 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appserver import ARGS, CHROMIUM, ROOT, demo_root, face_experiment, free_port, wait_healthy
+from benchlib import (
+    ARGS,
+    CHROMIUM,
+    ROOT,
+    demo_root,
+    face_experiment,
+    free_port,
+    is_script_finished,
+    machine,
+    server_command,
+    wait_healthy,
+)
 
 DEMO_DIRS = [Path("/tmp/demo_ckpt"), Path("/tmp/load_ckpt")]
 STEP_TIMEOUT_S = 120.0  # one interaction slower than this counts as an error
@@ -114,19 +123,11 @@ class Runs:
     """Counts the ``script_finished`` messages the server sends to one page."""
 
     def __init__(self, page) -> None:
-        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-
         self.finished = 0
 
         def on_frame(payload) -> None:
-            if isinstance(payload, (bytes, bytearray)):
-                msg = ForwardMsg()
-                try:
-                    msg.ParseFromString(bytes(payload))
-                except Exception:  # noqa: BLE001 - not a ForwardMsg: ignore
-                    return
-                if msg.WhichOneof("type") == "script_finished":
-                    self.finished += 1
+            if is_script_finished(payload):
+                self.finished += 1
 
         page.on("websocket", lambda ws: ws.on("framereceived", on_frame))
 
@@ -273,19 +274,6 @@ async def drive(url: str, exp: str, images: list[Path], sessions: int, duration:
     return rec
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        mem = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20
-    except (OSError, ValueError, IndexError):
-        mem = float("nan")
-    return f"{os.cpu_count()} CPU cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()}"
-
-
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", type=int, default=8, help="concurrent browser sessions")
@@ -311,9 +299,7 @@ def main(argv: list[str] | None = None) -> dict:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "FXCORE_CHECKPOINTS": str(root)}
-        cmd = [sys.executable, "-m", "streamlit", "run", "app/Home.py", "--server.port",
-               str(port), "--server.headless", "true", "--server.address", "127.0.0.1",
-               "--browser.gatherUsageStats", "false"]  # fmt: skip
+        cmd = server_command(port)
         with open(Path(tmp) / "server.log", "wb") as log:
             proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
             sampler = MemorySampler(proc.pid)
@@ -366,7 +352,8 @@ def main(argv: list[str] | None = None) -> dict:
             "peak_second_half": round(max(mem[len(mem) // 2 :] or [0]), 0),
         },
     }
-    print(f"{result['date']}  {result['machine']}")
+    m = result["machine"]
+    print(f"{result['date']}  {m['cores']} CPU cores ({m['cpu']}), {m['memory']} RAM, {m['os']}")
     print(f"{args.sessions} sessions for {wall:.0f} s: {rec.interactions} interactions, "
           f"{len(rec.errors)} errors, {result['server_log_tracebacks']} tracebacks in the "
           "server log")  # fmt: skip

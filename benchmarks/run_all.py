@@ -17,7 +17,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -26,6 +25,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from benchlib import machine
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -40,29 +41,6 @@ BENCHES: dict[str, tuple[str, list[str], list[str], int]] = {
     "app": ("bench_app.py", [], [], 300),
     "demo": ("bench_demo.py", [], [], 900),
 }  # fmt: skip
-
-
-def machine() -> dict[str, str]:
-    """CPU model, cores, memory, Python/torch versions: printed with the table."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal"))  # fmt: skip
-        mem = f"{kib / 2**20:.0f} GiB"
-    except (OSError, StopIteration, ValueError):
-        mem = "?"
-    try:
-        import torch
-
-        torch_v = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
-    except ImportError:
-        torch_v = "no torch"
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory": mem,
-            "python": platform.python_version(), "torch": torch_v, "os": platform.platform()}  # fmt: skip
 
 
 def run_logged(cmd: list[str], limit: int) -> tuple[str, str]:

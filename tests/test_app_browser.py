@@ -19,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHOTS = REPO / "docs" / "screenshots"
 sys.path.insert(0, str(REPO / "benchmarks"))  # the server helpers the app benchmarks use too
-from appserver import ARGS, CHROMIUM, free_port, wait_healthy  # noqa: E402
+from benchlib import ARGS, CHROMIUM, free_port, wait_healthy  # noqa: E402
 
 PAGES = [("Feature maps", "feature-maps"), ("Weight statistics", "weight-statistics"),
          ("Training dynamics", "training-dynamics"), ("Dataset", "dataset")]  # fmt: skip
