@@ -32,3 +32,15 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
                         progress=False)  # fmt: skip
     train(mnist, root / "tiny-mnist")
     return root
+
+
+@pytest.fixture
+def unwritable_dir() -> Path:
+    """A folder path that cannot be created, even by root (sysfs); skips where it can be."""
+    path = Path("/sys/fxcore-test-unwritable")
+    try:
+        path.mkdir()
+    except OSError:
+        return path
+    path.rmdir()
+    pytest.skip(f"{path.parent} is writable here")

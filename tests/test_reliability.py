@@ -483,24 +483,17 @@ def test_full_or_read_only_disk_gives_one_error_line_and_resumes(
     assert temp_files(out) == [] and complete_epoch(out, ATTRS) == 3
 
 
-UNWRITABLE = Path("/sys/fxcore-reliability-test")  # sysfs refuses new folders, even to root
-
-
 @pytest.mark.parametrize("case", ["file", "under_file", "unwritable"])
 def test_unusable_output_path(case: str, mnist_dir: Path, tmp_path: Path,
-                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+                              capsys: pytest.CaptureFixture[str],
+                              request: pytest.FixtureRequest) -> None:  # fmt: skip
     """Real (not simulated) bad --out paths: one error line before any data is loaded."""
     target = tmp_path / "target"
     target.write_text("not a folder")
-    out = {"file": target, "under_file": target / "exp", "unwritable": UNWRITABLE}[case]
     if case == "unwritable":
-        try:
-            UNWRITABLE.mkdir()
-        except OSError:
-            pass
-        else:
-            UNWRITABLE.rmdir()
-            pytest.skip(f"{UNWRITABLE.parent} is writable here")
+        out = request.getfixturevalue("unwritable_dir")
+    else:
+        out = {"file": target, "under_file": target / "exp"}[case]
     assert main([*train_args(mnist_dir, out, epochs=1), "--no-progress"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and str(out) in err[0], err

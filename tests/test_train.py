@@ -8,18 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_SYNTH
 from safetensors.torch import load_file
 
 from fxcore.batches import Dist, epoch_order, plan_batches
 from fxcore.checkpoints import CheckpointError
 from fxcore.metrics import roc_auc
 from fxcore.runs import load_experiment
-from fxcore.train import TrainConfig, train
+from fxcore.train import train
 
-TINY = TrainConfig(
-    dataset="synthfaces", attributes=["Smiling", "Male"], model="vgg-mini", image_size=32,
-    epochs=2, batch_size=16, seed=3, pretrained="no", synth_train=48, max_val=32, progress=False,
-)  # fmt: skip
+TINY = replace(TINY_SYNTH, epochs=2, seed=3, synth_train=48)
 
 
 @pytest.fixture(scope="module")
