@@ -87,6 +87,11 @@ def _module(model: nn.Module, name: str) -> nn.Module:
     return modules[name]
 
 
+def _first(out: object) -> object:
+    """A module's output tensor (the first element when it returns a tuple or list)."""
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
 @contextmanager
 def capture(
     model: nn.Module, layer_names: str | Sequence[str]
@@ -103,7 +108,7 @@ def capture(
 
     def make_hook(name: str) -> Callable[..., None]:
         def hook(_m: nn.Module, _inp: object, out: object) -> None:
-            t = out[0] if isinstance(out, (tuple, list)) else out
+            t = _first(out)
             store[name] = t.detach().clone()  # type: ignore[union-attr]
 
         return hook

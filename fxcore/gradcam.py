@@ -22,6 +22,7 @@ from fxcore.activations import (
     FeatureMaps,
     _batch,
     _device,
+    _first,
     _logits,
     _module,
     _not_spatial,
@@ -33,13 +34,37 @@ from fxcore.activations import (
 Target = str | int
 
 
-def _explained_output(model: nn.Module, target: Target) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A forward function whose column 0 is the score to explain (captum target=0).
+def explained_score(out: torch.Tensor, target: Target) -> torch.Tensor:
+    """Column ``(B, 1)`` of the logits ``out`` ``(B, K)`` that Grad-CAM explains for ``target``.
 
     Single logit: "positive" -> logit, "negative" -> -logit; int 1/0 mean the same; "predicted"
     -> |logit|, i.e. the evidence for the class the model chose for each image.
     Class logits: int c -> logit c; "positive"/"negative" -> +/- logit of the predicted class.
     """
+    if out.shape[1] == 1:
+        if target == "predicted":  # |logit|: the evidence for whichever class was predicted
+            return out.abs()
+        if isinstance(target, int) and target not in (0, 1):
+            raise ActivationError(f"a single-logit model has classes 0 and 1, not {target}")
+        sign = 1.0 if target in ("positive", 1) else -1.0
+        return sign * out
+    if isinstance(target, int):
+        if not 0 <= target < out.shape[1]:
+            raise ActivationError(f"class index {target} outside 0..{out.shape[1] - 1}")
+        return out[:, target : target + 1]
+    picked = out.gather(1, out.argmax(dim=1, keepdim=True))  # (B, 1) predicted-class logit
+    return -picked if target == "negative" else picked
+
+
+def _signed_maps(raw: torch.Tensor, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """ReLU(raw) and ReLU(-raw) of a signed CAM ``(1, 1, h, w)``, bilinear to ``size``."""
+    pos, neg = (LayerAttribution.interpolate(F.relu(r), size, interpolate_mode="bilinear")
+                for r in (raw, -raw))  # fmt: skip
+    return pos[0, 0].cpu().numpy(), neg[0, 0].cpu().numpy()
+
+
+def _explained_output(model: nn.Module, target: Target) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A forward function whose column 0 is :func:`explained_score` (captum target=0)."""
     is_index = isinstance(target, int) and not isinstance(target, bool)
     if not is_index and target not in ("positive", "negative", "predicted"):
         raise ActivationError(
@@ -47,20 +72,7 @@ def _explained_output(model: nn.Module, target: Target) -> Callable[[torch.Tenso
         )
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        out = _logits(model, x)  # (B, K)
-        if out.shape[1] == 1:
-            if target == "predicted":  # |logit|: the evidence for whichever class was predicted
-                return out.abs()
-            if isinstance(target, int) and target not in (0, 1):
-                raise ActivationError(f"a single-logit model has classes 0 and 1, not {target}")
-            sign = 1.0 if target in ("positive", 1) else -1.0
-            return sign * out
-        if isinstance(target, int):
-            if not 0 <= target < out.shape[1]:
-                raise ActivationError(f"class index {target} outside 0..{out.shape[1] - 1}")
-            return out[:, target : target + 1]
-        picked = out.gather(1, out.argmax(dim=1, keepdim=True))  # (B, 1) predicted-class logit
-        return -picked if target == "negative" else picked
+        return explained_score(_logits(model, x), target)
 
     return forward
 
@@ -128,10 +140,7 @@ def grad_cam_both(model: nn.Module, x: torch.Tensor, layer: str) -> tuple[np.nda
         raw = cam.attribute(x.to(_device(model)), target=0, relu_attributions=False)
         if not isinstance(raw, torch.Tensor) or raw.dim() != 4:
             raise _not_spatial(model, layer, tuple(getattr(raw, "shape", ())))
-        raw = raw.detach().float()  # (1, 1, h, w) signed sum_c w_c A_c
-        maps = [LayerAttribution.interpolate(F.relu(r), size, interpolate_mode="bilinear")
-                for r in (raw, -raw)]  # fmt: skip
-    return maps[0][0, 0].cpu().numpy(), maps[1][0, 0].cpu().numpy()
+    return _signed_maps(raw.detach().float(), size)  # raw: (1, 1, h, w) signed sum_c w_c A_c
 
 
 @dataclass
@@ -142,10 +151,6 @@ class ImageExplanation:
     cam_layer: str
     cam_positive: np.ndarray  # (S, S) evidence FOR the attribute (predicted class if K > 1)
     cam_negative: np.ndarray  # (S, S) evidence AGAINST it
-
-
-def _first(out: object) -> object:
-    return out[0] if isinstance(out, (tuple, list)) else out
 
 
 def explain_image(
@@ -193,15 +198,14 @@ def explain_image(
         shown = store["shown"]
         if shown.dim() != 4:
             raise _not_spatial(model, layer, tuple(shown.shape))
-        score = out[:, 0] if out.shape[1] == 1 else out.gather(1, out.argmax(1, keepdim=True))
+        score = explained_score(out, "positive")  # (1, 1), as grad_cam_both explains
         (grad,) = torch.autograd.grad(score.sum(), store["cam"])  # (1, C, h, w)
     acts = store["cam"].detach()
     raw = (grad.mean(dim=(2, 3), keepdim=True) * acts).sum(dim=1, keepdim=True).float()  # (1,1,h,w)
-    pos, neg = (LayerAttribution.interpolate(F.relu(r), size, interpolate_mode="bilinear")
-                for r in (raw, -raw))  # fmt: skip
+    pos, neg = _signed_maps(raw, size)
     return ImageExplanation(
         maps=summarise(layer, shown[0], out[0].detach(), size, top_k),
         cam_layer=cam_at,
-        cam_positive=pos[0, 0].cpu().numpy(),
-        cam_negative=neg[0, 0].cpu().numpy(),
+        cam_positive=pos,
+        cam_negative=neg,
     )
