@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format demo bench study clean-venv
+.PHONY: run test reliability lint format demo bench study clean-venv
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,10 +17,16 @@ run: $(STAMP)
 	$(BIN)/python -m fxcore demo --if-missing
 	$(BIN)/python -m streamlit run app/Home.py
 
-## Install (once) and run the test suite (CPU only, no downloads).
+## Install (once) and run the test suite (CPU only, no downloads): lint, then every test but the
+## long fault-injection chains (those are `make reliability`).
 test: $(STAMP)
 	$(BIN)/python -m ruff check fxcore app tests benchmarks
 	$(BIN)/python -m pytest
+
+## The long fault-injection checks: the seeded 20-point SIGKILL chain, the Ctrl-C chain and the
+## full/read-only-disk matrix during training; prints a table, exits non-zero on any failure.
+reliability: $(STAMP)
+	$(BIN)/python benchmarks/reliability.py
 
 demo: $(STAMP)
 	$(BIN)/python -m fxcore demo

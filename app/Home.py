@@ -15,15 +15,7 @@ import streamlit as st
 import ui
 from plotly.subplots import make_subplots
 
-from fxcore.runs import Experiment, Run
-
-
-def epochs_text(epochs: list[int]) -> str:
-    if not epochs:
-        return "none"
-    if epochs == list(range(epochs[0], epochs[-1] + 1)):
-        return f"{epochs[0]}–{epochs[-1]}" if len(epochs) > 1 else str(epochs[0])
-    return ", ".join(map(str, epochs))
+from fxcore.runs import Experiment, Run, epochs_text
 
 
 def best_accuracy(run: Run) -> str:

@@ -38,6 +38,7 @@ BENCHES: dict[str, tuple[str, list[str], list[str], int]] = {
     "payload": ("bench_payload.py", ["--repeat", "3"], ["--repeat", "1", "--no-naive"], 240),
     "explain": ("bench_explain.py", ["--repeat", "3"], ["--repeat", "1", "--size", "64"], 300),
     "train": ("bench_train.py", ["--n", "1024"], ["--n", "64", "--n-val", "32", "--repeat", "1"], 600),
+    "uploads": ("bench_uploads.py", [], [], 300),
     "app": ("bench_app.py", [], [], 300),
     "demo": ("bench_demo.py", [], [], 900),
 }  # fmt: skip

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,33 +17,54 @@ def _experiment(args: argparse.Namespace):
     return open_experiment(args.experiment, root=args.root)
 
 
+def _report_skipped(runs: Sequence, strict: bool, lo: int | None = None,
+                    hi: int | None = None) -> list[tuple[str, int, str]]:  # fmt: skip
+    """One warning line per damaged or missing epoch in lo..hi that the analysis leaves out;
+    with ``--strict``, an error instead of going on with fewer epochs than asked for."""
+    from fxcore.checkpoints import CheckpointError
+    from fxcore.runs import skipped_epochs
+
+    skipped = skipped_epochs(runs, lo, hi)
+    for name, epoch, why in skipped:
+        print(f"warning: skipping epoch {epoch} of run {name}: {why}", file=sys.stderr)
+    if skipped and strict:
+        raise CheckpointError(f"{len(skipped)} asked-for epoch(s) are damaged or missing (listed "
+                              "above); without --strict the other epochs are used")  # fmt: skip
+    return skipped
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     from fxcore.analysis import epoch_span, run_mean_var
+    from fxcore.runs import epochs_text
 
     run = _experiment(args).run(args.run)
     lo, hi = args.epochs
+    _report_skipped([run], args.strict, lo, hi)
     eps = epoch_span([run], lo, hi)
     mean, var = run_mean_var(run, args.layer, lo, hi)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, mean=mean, var=var, epochs=np.array(eps))
-    print(
-        f"wrote {out}: mean/var of {args.layer} {tuple(mean.shape)} over epochs {eps[0]}..{eps[-1]}"
-    )
+    print(f"wrote {out}: mean/var of {args.layer} {tuple(mean.shape)} over epochs "
+          f"{epochs_text(eps)}")  # fmt: skip
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from fxcore.analysis import compare
+    from fxcore.analysis import compare, pick_runs
     from fxcore.cli import _jsonable
+    from fxcore.runs import epochs_text
 
-    result = compare(_experiment(args), args.runs, n_probe=args.probe)
+    exp = _experiment(args)
+    skipped = _report_skipped(pick_runs(exp, args.runs), args.strict)
+    result = compare(exp, args.runs, n_probe=args.probe)
+    result["skipped_epochs"] = [{"run": r, "epoch": e, "reason": why} for r, e, why in skipped]
     if args.json:
         print(json.dumps(_jsonable(result)))
         return 0
     dyn = result["dynamics"]
     a, b = dyn["runs"]
-    print(f"{result['experiment']}: {a} vs {b}, epochs {dyn['epochs'][0]}..{dyn['epochs'][-1]}")
+    print(f"{result['experiment']}: {a} vs {b}, epochs {epochs_text(dyn['epochs'])}")
     cka = result.get("cka", {}).get("layers", {})
     print(f"{'layer':24} {'drift ' + a[:8]:>15} {'drift ' + b[:8]:>15} {'cosine':>7} {'CKA':>6}")
     for key, d in dyn["layers"].items():
@@ -60,10 +83,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     from fxcore.activations import overlay, shared_range
     from fxcore.analysis import explain, pick_runs
+    from fxcore.checkpoints import CheckpointError
     from fxcore.faces import prepare_upload
+    from fxcore.runs import epochs_text
 
     exp = _experiment(args)
     runs = pick_runs(exp, args.runs)
+    for run in runs:  # one epoch only: a damaged one cannot be skipped, it is an error
+        if args.epoch in run.bad_epochs():
+            raise CheckpointError(f"epoch {args.epoch} of run {run.name} cannot be used: "
+                                  f"{run.bad_epochs()[args.epoch]}; valid epochs: "
+                                  f"{epochs_text(run.epochs())}")  # fmt: skip
     cfg = exp.info.get("config", {})
     prepared = prepare_upload(Path(args.image), image_size=int(cfg.get("image_size", 224)),
                               normalize=cfg.get("dataset") != "mnist", crop_face=args.crop_face)  # fmt: skip
@@ -94,7 +124,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_figures(args: argparse.Namespace) -> int:
     from fxcore.figures import write_figures
 
-    paths = write_figures(_experiment(args), Path(args.out), image=args.image, layer=args.layer,
+    exp = _experiment(args)
+    _report_skipped(exp.runs, args.strict)
+    paths = write_figures(exp, Path(args.out), image=args.image, layer=args.layer,
                           n_probe=args.probe)  # fmt: skip
     for p in paths:
         print(p)
@@ -105,9 +137,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register the analysis sub-commands on the main parser."""
     from fxcore.cli import DEFAULT_ROOT, _epoch_range, _nonneg_int, _positive_int
 
-    def common(p: argparse.ArgumentParser) -> None:
+    def common(p: argparse.ArgumentParser, strict: bool = True) -> None:
         p.add_argument("experiment", help="experiment folder, or its name under --root")
         p.add_argument("--root", default=DEFAULT_ROOT)
+        if strict:
+            p.add_argument("--strict", action="store_true",
+                           help="fail instead of skipping damaged or missing epochs (each skipped "
+                                "one is named in a warning line either way)")  # fmt: skip
 
     p = sub.add_parser("stats", help="per-weight mean and variance of one tensor over epochs")
     common(p)
@@ -125,7 +161,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("explain", help="feature maps and Grad-CAM of each model for one image")
-    common(p)
+    common(p, strict=False)
     p.add_argument("--image", required=True)
     p.add_argument("--epoch", type=_nonneg_int, required=True)
     p.add_argument("--layer", required=True, help="module name, e.g. features.10")

@@ -261,3 +261,22 @@ def common_epochs(runs: Iterable[Run]) -> list[int]:
     """Epochs valid in every run (bad or missing epochs in any run are left out)."""
     sets = [set(r.epochs()) for r in runs]
     return sorted(set.intersection(*sets)) if sets else []
+
+
+def skipped_epochs(
+    runs: Iterable[Run], lo: int | None = None, hi: int | None = None
+) -> list[tuple[str, int, str]]:
+    """(run name, epoch, reason naming the file) of each damaged or missing epoch in ``lo..hi``
+    (None = open end): the epochs an analysis over that span leaves out."""
+    return [(run.name, e, why) for run in runs for e, why in sorted(run.bad_epochs().items())
+            if (lo is None or e >= lo) and (hi is None or e <= hi)]  # fmt: skip
+
+
+def epochs_text(epochs: Iterable[int]) -> str:
+    """``0–5`` for a whole span, ``0, 2, 3`` when one is missing (never a range over a gap)."""
+    eps = sorted(epochs)
+    if not eps:
+        return "none"
+    if eps == list(range(eps[0], eps[-1] + 1)):
+        return f"{eps[0]}–{eps[-1]}" if len(eps) > 1 else str(eps[0])
+    return ", ".join(map(str, eps))

@@ -6,6 +6,11 @@ runs ``even``/``large``, 6 epochs of 200 images). An epoch takes ~30 ms and the 
 writes) rather than by wall-clock delays alone: a seeded plan picks the event and a seeded delay
 after it. After every kill the files on disk must be consistent; the chain then resumes and must
 end bit-identical to an uninterrupted run.
+
+``make test`` runs a representative subset: one SIGKILL in each phase of training, one Ctrl-C and
+four full/read-only-disk faults. The tests marked ``reliability`` (the seeded 20-point SIGKILL
+chain, the whole Ctrl-C chain and the whole disk-fault matrix) run with ``make reliability``,
+which prints a table of what ran.
 """
 
 from __future__ import annotations
@@ -247,11 +252,15 @@ def after(seconds: float):
     return lambda w: time.perf_counter() - w.t0 >= seconds
 
 
-def plan_kill(rng: random.Random, done: int) -> tuple[str, object, float]:
+# One kill in each phase, in an order that reaches every one (rollback needs a resumed trainer).
+EACH_PHASE = ["init", "batch", "write", "between", "rollback", "startup"]
+
+
+def plan_kill(rng: random.Random, done: int, kind: str | None = None) -> tuple[str, object, float]:
     """(name, trigger, delay) for the next kill, given the last complete epoch (-1 = fresh)."""
-    if done < 0:
+    if kind is None and done < 0:
         kind = rng.choice(["startup", "init", "init"])
-    else:
+    elif kind is None:
         kind = rng.choice(["startup", "rollback", "batch", "batch", "write", "write", "write",
                            "between"])  # fmt: skip
     k = min(EPOCHS, done + 1 + rng.choice([0, 0, 1]))
@@ -308,15 +317,17 @@ def first_epoch_trained(stderr: str) -> int | None:
 # ---------------------------------------------------------------- SIGKILL chain
 
 
-@pytest.mark.slow
-def test_sigkill_chain_keeps_checkpoints_valid_and_resume_exact(
-    mnist_dir: Path, reference: Path, tmp_path: Path
-) -> None:
+def kill_chain(mnist_dir: Path, reference: Path, tmp_path: Path, kill_points: int,
+               kinds: list[str] | None = None) -> None:  # fmt: skip
+    """SIGKILL the resumed trainer ``kill_points`` times (at ``kinds`` in turn, else seeded
+    choices), checking the files after every kill; the chain must end bit-identical."""
     rng = random.Random(KILL_SEED)
     phases: Counter[str] = Counter()
-    cycle, kills, completed = 0, 0, 0
+    cycle, kills, completed, starts = 0, 0, 0, 0
     out = tmp_path / f"cycle{cycle}"
-    while kills < KILL_POINTS:
+    while kills < kill_points:
+        starts += 1
+        assert starts <= 4 * kill_points, f"only {kills} of {kill_points} kills fired: {phases}"
         done = complete_epoch(out, ATTRS) if (out / "experiment.json").is_file() else -1
         if done >= EPOCHS:  # this experiment is finished: check it, start another from scratch
             assert_same_as(out, reference)
@@ -324,7 +335,7 @@ def test_sigkill_chain_keeps_checkpoints_valid_and_resume_exact(
             cycle += 1
             out = tmp_path / f"cycle{cycle}"
             continue
-        kind, ready, delay = plan_kill(rng, done)
+        kind, ready, delay = plan_kill(rng, done, kinds[kills % len(kinds)] if kinds else None)
         before = snapshot(out)
         w = Watched(train_cmd(mnist_dir, out), out)
         fired = w.run_until(ready, delay, signal.SIGKILL)
@@ -348,16 +359,31 @@ def test_sigkill_chain_keeps_checkpoints_valid_and_resume_exact(
     assert len(phases) >= 3, phases  # the plan reaches several phases, not just the start-up
 
 
+@pytest.mark.slow
+def test_sigkill_in_each_phase_keeps_checkpoints_valid_and_resume_exact(
+    mnist_dir: Path, reference: Path, tmp_path: Path
+) -> None:
+    kill_chain(mnist_dir, reference, tmp_path, len(EACH_PHASE), EACH_PHASE)
+
+
+@pytest.mark.reliability
+def test_sigkill_chain_keeps_checkpoints_valid_and_resume_exact(
+    mnist_dir: Path, reference: Path, tmp_path: Path
+) -> None:
+    kill_chain(mnist_dir, reference, tmp_path, KILL_POINTS)
+
+
 # ---------------------------------------------------------------- Ctrl-C
 
 
+@pytest.mark.parametrize("n_plans", [1, pytest.param(3, marks=pytest.mark.reliability)])
 def test_sigint_saves_consistent_state_and_says_how_to_resume(
-    mnist_dir: Path, reference: Path, tmp_path: Path
+    n_plans: int, mnist_dir: Path, reference: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "exp"
     # Mid-epoch; while run 2 writes its optimizer state; right after run 1's metrics row.
     plans = [(epoch_started(2), 0.012), (file_appears(ATTRS[1], "optim_004"), 0.0005),
-             (rows_reach(ATTRS[0], 5), 0.0)]  # fmt: skip
+             (rows_reach(ATTRS[0], 5), 0.0)][:n_plans]  # fmt: skip
     last_done = -1
     for ready, delay in plans:
         w = Watched(train_cmd(mnist_dir, out), out)
@@ -377,7 +403,7 @@ def test_sigint_saves_consistent_state_and_says_how_to_resume(
             ]
         assert done >= last_done
         last_done = done
-    assert last_done >= 2
+    assert last_done >= n_plans - 1
     w = Watched(train_cmd(mnist_dir, out), out)
     assert not w.run_until(lambda _w: False, 0.0, signal.SIGINT)
     assert w.proc.returncode == 0 and first_epoch_trained(w.stderr()) == last_done + 1
@@ -449,11 +475,16 @@ def inject_fault(monkeypatch: pytest.MonkeyPatch, kind: str, nth: int) -> list[i
 FAULTS = [("enospc", n) for n in (1, 2, 5, 9, 10, 11, 13, 14, 21, 26)] + [
     ("erofs", 1), ("erofs", 4), ("erofs", 16), ("eio", 3), ("eio", 19),
 ]  # fmt: skip
+# make test: the folder check, a checkpoint write, a run.json/epoch write, a final rename.
+QUICK_FAULTS = {("enospc", 1), ("enospc", 10), ("erofs", 16), ("eio", 19)}
 REASONS = {"enospc": "No space left on device", "erofs": "Read-only file system",
            "eio": "Input/output error"}  # fmt: skip
 
 
-@pytest.mark.parametrize("kind,nth", FAULTS)
+@pytest.mark.parametrize(
+    "kind,nth",
+    [f if f in QUICK_FAULTS else pytest.param(*f, marks=pytest.mark.reliability) for f in FAULTS],
+)
 def test_full_or_read_only_disk_gives_one_error_line_and_resumes(
     kind: str, nth: int, mnist_dir: Path, reference: Path, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
