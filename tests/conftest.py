@@ -34,6 +34,19 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def synth_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's SynthFaces pair (seeded, 64 px, 3,000 faces) stopped after 2 epochs, when both
+    models are >= 0.95 accurate: trained once per session for every test that needs models which
+    have really learned their attribute (smaller sets or images leave Smiling at chance)."""
+    from dataclasses import replace
+
+    from fxcore.demo import SYNTH
+
+    cfg = replace(SYNTH, epochs=2, max_val=200, progress=False)
+    return train(cfg, tmp_path_factory.mktemp("synth-pair") / "pair")
+
+
 @pytest.fixture
 def unwritable_dir() -> Path:
     """A folder path that cannot be created, even by root (sysfs); skips where it can be."""

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from fxcore.analysis import localisation, pick_runs
-from fxcore.demo import SYNTH
 from fxcore.runs import open_experiment
-from fxcore.train import train
 
 
 @pytest.mark.slow
-def test_smiling_looks_at_the_mouth_and_male_at_its_cues(tmp_path: Path) -> None:
-    # The demo's configuration (seeded), stopped after 2 epochs: both models are then >= 0.95.
-    cfg = replace(SYNTH, epochs=2, max_val=200, progress=False)
-    exp = open_experiment(train(cfg, tmp_path / "pair"))
+def test_smiling_looks_at_the_mouth_and_male_at_its_cues(synth_pair: Path) -> None:
+    exp = open_experiment(synth_pair)
     for run in exp.runs:
         assert run.metrics()[-1]["val_accuracy"] >= 0.95, (run.name, run.metrics())
     loc = localisation(exp, pick_runs(exp), n_probe=128, epochs=[2])
