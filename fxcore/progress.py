@@ -40,7 +40,7 @@ class Progress:
     done: int = -1  # the last epoch saved complete (-1 = none)
     batch: int = 0  # batches of ``epoch`` done
     batches: int = 0  # batches per epoch
-    phase: str = "starting"  # starting | training | evaluating | saving | ended
+    phase: str = "starting"  # starting | training | evaluating | saved | ended
     images_per_s: float | None = None
     eta_s: float | None = None
     started: float = 0.0
@@ -197,7 +197,8 @@ class ProgressWriter:
 
     def epoch_done(self, epoch: int, images: int) -> None:
         self._epoch_s = time.monotonic() - self._epoch_t0
-        self.p.done, self.p.images_per_s = epoch, images / max(self._epoch_s, 1e-9)
+        self.p.done, self.p.phase = epoch, "saved"
+        self.p.images_per_s = images / max(self._epoch_s, 1e-9)
         self.p.eta_s = (self.p.epochs - epoch) * self._epoch_s
         self._write()
 
