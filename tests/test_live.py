@@ -253,3 +253,43 @@ def test_killed_trainer_is_shown_stopped_with_its_resume_command(
                    capture_output=True, timeout=300)  # fmt: skip
     assert read_progress(out).state == "finished"
     assert load_experiment(out).runs[0].epochs() == [0, 1, 2, 3]
+
+
+def test_pages_offer_a_new_epoch_and_keep_the_picked_one(
+    tiny_root: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """While an experiment trains (a real ProgressWriter of this live process), a page's epoch
+    picker gains the epoch that lands, and the user's choice stays."""
+    import shutil
+
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    root = tmp_path / "ck"
+    exp = root / "tiny-synth"
+    shutil.copytree(tiny_root / "tiny-synth", exp)
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for run in ("Smiling", "Male"):  # epoch 3 is not there yet
+        shutil.move(exp / run / "epoch_003.safetensors", aside / f"{run}.safetensors")
+    writer = ProgressWriter(exp, asdict(TrainConfig(epochs=3)), start=2)
+    writer.epoch_start(3, batches=4)
+    monkeypatch.setenv("FXCORE_CHECKPOINTS", str(root))
+    sys.path.insert(0, str(APP_DIR))
+    at = AppTest.from_file(HOME, default_timeout=180)
+    at.session_state["experiment"] = "tiny-synth"
+    at.run()
+    at.switch_page("pages/1_Feature_maps.py").run()
+    assert not at.exception
+    assert [b.proto.text for b in at.sidebar.get("progress")] == ["Training: epoch 3/3"]
+    assert at.select_slider(key="fm_epoch").options == ["0", "1", "2"]
+    at.select_slider(key="fm_epoch").set_value(1).run()
+    for run in ("Smiling", "Male"):  # the trainer saves epoch 3 (atomically: a rename)
+        os.replace(aside / f"{run}.safetensors", exp / run / "epoch_003.safetensors")
+    at.run()
+    assert not at.exception
+    slider = at.select_slider(key="fm_epoch")
+    assert (slider.options, slider.value) == (["0", "1", "2", "3"], 1)
+    writer.end("finished")
+    at.run()
+    assert not at.sidebar.get("progress")
