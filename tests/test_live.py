@@ -31,6 +31,9 @@ from fxcore.runs import load_experiment
 from fxcore.train import TrainConfig, TrainingInterrupted, train
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))  # the trainer and server helpers
+from benchlib import start_trainer  # noqa: E402
+
 APP_DIR = REPO / "app"
 HOME = str(APP_DIR / "Home.py")
 
@@ -158,15 +161,6 @@ def test_half_written_epoch_is_never_offered(tiny_root: Path, tmp_path: Path) ->
 # ---------------------------------------------------------------- a real trainer, the app, `runs`
 
 
-def start_trainer(mnist_dir: Path, out: Path, epochs: int, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "fxcore", "train", "--dataset", "mnist", "--data-root",
-           str(mnist_dir), "--attributes", "digit", "--model", "fcnn3", "--epochs", str(epochs),
-           "--batch-size", "16", "--loss", "mse", "--pretrained", "no", "--no-progress",
-           "--max-train", "240", "--out", str(out)]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-
-
 def wait_saved(out: Path, proc: subprocess.Popen, epoch: int, timeout: float = 300) -> Progress:
     """Wait until the trainer has saved ``epoch`` and is still running."""
     end = time.monotonic() + timeout
@@ -200,7 +194,7 @@ def test_app_and_runs_follow_a_real_training(mnist_dir: Path, tmp_path: Path, mo
     pytest.importorskip("streamlit")
     root = tmp_path / "ck"
     out = root / "live"
-    proc = start_trainer(mnist_dir, out, epochs=3, log=tmp_path / "train.log")
+    proc = start_trainer(mnist_dir, out, 3, tmp_path / "train.log")
     try:
         wait_saved(out, proc, 1)
         proc.send_signal(signal.SIGSTOP)  # hold it mid-run while the app looks (pid stays alive)
@@ -231,7 +225,7 @@ def test_killed_trainer_is_shown_stopped_with_its_resume_command(
     pytest.importorskip("streamlit")
     root = tmp_path / "ck"
     out = root / "killed"
-    proc = start_trainer(mnist_dir, out, epochs=3, log=tmp_path / "train.log")
+    proc = start_trainer(mnist_dir, out, 3, tmp_path / "train.log")
     try:
         wait_saved(out, proc, 1)
     finally:
