@@ -8,6 +8,7 @@ last run ends, one rerun of the page turns the refresh off.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 import cache
@@ -17,6 +18,7 @@ from fxcore.progress import STOPPED, Progress, duration, live_state, read_progre
 from fxcore.runs import Experiment, common_epochs
 
 REFRESH_S = 3.0
+RECENT_S = 3600.0  # a run that finished this recently gets a line on Home
 
 
 def states(exps: Sequence[Experiment]) -> dict[str, tuple[str, Progress]]:
@@ -67,6 +69,9 @@ def progress_panel(exps: Sequence[Experiment]) -> bool:
             st.warning(f"**{name}** stopped at epoch {max(p.done, 0)} of {p.epochs}: {why}. "
                        "Continue it with:", icon=":material/pause_circle:")  # fmt: skip
             st.code(p.command, language="bash")
+        elif state == "finished" and time.time() - p.updated < RECENT_S:
+            st.caption(f":material/check_circle: **{name}** finished: epochs 0..{p.done} saved, "
+                       f"{duration(time.time() - p.updated)} ago")  # fmt: skip
     return going
 
 
