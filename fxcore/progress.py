@@ -15,7 +15,6 @@ import json
 import os
 import shlex
 import socket
-import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -146,8 +145,8 @@ def duration(seconds: float | None) -> str:
 class ProgressWriter:
     """The trainer's side: cheap calls from the training loop; writes only when it is time.
 
-    Disabled (every call a no-op) on ranks other than 0. A write that fails (disk full) is
-    reported once and never stops the training.
+    Disabled (every call a no-op) on ranks other than 0. A write that fails (disk full) turns
+    it off and never stops the training.
     """
 
     def __init__(self, out: Path, config: dict[str, Any], start: int, enabled: bool = True,
@@ -160,6 +159,9 @@ class ProgressWriter:
         self._last = 0.0  # monotonic time of the last write
         self._epoch_t0 = time.monotonic()
         self._epoch_s: float | None = None  # wall time of the last whole epoch (eval included)
+        if enabled:  # what a trainer killed in the middle of a progress write left
+            for tmp in self.path.parent.glob(f".{PROGRESS_FILE}.*.tmp"):
+                tmp.unlink(missing_ok=True)
         self._write()
 
     def _write(self) -> None:
@@ -169,8 +171,9 @@ class ProgressWriter:
         self._last = time.monotonic()
         try:
             atomic_write_json(self.path, asdict(self.p))
-        except CheckpointError as exc:
-            print(f"note: progress not recorded ({exc})", file=sys.stderr)
+        except CheckpointError:
+            # Full or read-only disk: the checkpoint written next fails with the one error line
+            # the user needs; a second line about progress would only repeat it.
             self.enabled = False
 
     def epoch_start(self, epoch: int, batches: int) -> None:

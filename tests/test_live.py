@@ -54,6 +54,7 @@ def mnist_cfg(mnist_dir: Path, epochs: int) -> TrainConfig:
 
 def test_writer_throttles_and_rank_other_than_0_writes_nothing(tmp_path: Path) -> None:
     cfg = asdict(TrainConfig(epochs=3))
+    (tmp_path / f".{PROGRESS_FILE}.999.tmp").write_text("{")  # a trainer killed mid-write
     w = ProgressWriter(tmp_path, cfg, start=-1, interval_s=3600)
     first = read_progress(tmp_path)
     assert first is not None and first.state == "running" and first.done == -1
