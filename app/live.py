@@ -59,8 +59,9 @@ def progress_panel(exps: Sequence[Experiment]) -> bool:
         if state == "running":
             going = True
             where = f"batch {p.batch}/{p.batches}" if p.phase == "training" else p.phase
+            saved = f"epochs 0..{p.done} saved" if p.done >= 0 else "no epoch saved yet"
             st.progress(p.fraction, text=f"**{name}** is training: epoch {p.epoch}/{p.epochs} "
-                        f"({where}), epochs 0..{max(p.done, 0)} saved")  # fmt: skip
+                        f"({where}), {saved}")  # fmt: skip
             speed = f"{p.images_per_s:,.0f} images/s" if p.images_per_s else "measuring speed"
             st.caption(f"{speed} · ETA {duration(p.eta_s)} · {p.host} pid {p.pid}")
         elif state in STOPPED:
