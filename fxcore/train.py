@@ -151,7 +151,6 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
         problem = problem or (CheckpointError(message) if message else None)
     if problem:
         raise problem
-    live = ProgressWriter(out, asdict(cfg), start, enabled=dist.main)  # <out>/progress.json
 
     # The data (SynthFaces pixels, CelebA's carved val split) does not depend on the training seed.
     kw = dict(root=cfg.data_root, attributes=cfg.attributes)
@@ -221,6 +220,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
     pin = device.type == "cuda"
     n = len(ds_train)
     bar = None
+    live = ProgressWriter(out, asdict(cfg), start, enabled=dist.main)  # <out>/progress.json
     try:
         for epoch in range(start + 1 if start >= 0 else 1, cfg.epochs + 1):
             torch.manual_seed(cfg.seed * 1000 + epoch)
