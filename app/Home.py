@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import cache
+import live
 import pandas as pd
 import streamlit as st
 import ui
@@ -29,6 +30,7 @@ def best_accuracy(run: Run) -> str:
 
 def overview(exps: list[Experiment]) -> pd.DataFrame:
     rows = []
+    states = live.states(exps)
     for exp in exps:
         cfg = exp.info.get("config", {})
         bad = sum(len(r.bad_epochs()) for r in exp.runs)
@@ -39,10 +41,16 @@ def overview(exps: list[Experiment]) -> pd.DataFrame:
             "model": exp.info.get("model", cfg.get("model", "?")),
             "attributes": ", ".join(r.attribute for r in exp.runs),
             "epochs": epochs_text(eps),
+            "state": live_text(*states[exp.name]) if exp.name in states else "–",
             "best val accuracy": "; ".join(best_accuracy(r) for r in exp.runs),
             "bad epochs": bad,
         })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def live_text(state: str, p) -> str:
+    """``running 2/5``, ``finished 5/5``, ``stale 2/5`` (epochs saved / epochs of the run)."""
+    return f"{state} {max(p.done, 0)}/{p.epochs}"
 
 
 def curves(exp: Experiment) -> None:
@@ -117,8 +125,27 @@ def run_demo(root) -> None:
     st.rerun()
 
 
+def experiments_live() -> bool:
+    """The parts of Home that follow a training run (a fragment, see ``live.follow``): progress,
+    the experiment list, the training curves. Returns whether a run is going."""
+    exps, _ = cache.experiments()
+    going = live.progress_panel(exps)
+    st.subheader("Experiments")
+    st.caption(f"From `{cache.checkpoints_root()}`")
+    st.dataframe(overview(exps), hide_index=True)
+    exp = cache.experiment(st.session_state.get("experiment")) or (exps[0] if exps else None)
+    if exp is None:
+        return going
+    st.subheader(f"Training curves: {exp.name}")
+    with ui.guard("Training curves"):
+        curves(exp)
+    with ui.guard("Checkpoint check"):
+        bad_epochs(exp)
+    return going
+
+
 def main() -> None:
-    ui.page_setup()
+    ui.page_setup(follow=False)  # Home's live part follows runs itself
     st.title("fxcore: identical networks, different labels")
     st.caption("K copies of one network share their initialisation and every batch, but learn "
                "different attributes. Pick an experiment in the sidebar; the other pages show "
@@ -129,15 +156,9 @@ def main() -> None:
     if not exps:
         demo_section()
         return
-    st.subheader("Experiments")
-    st.caption(f"From `{cache.checkpoints_root()}`")
-    st.dataframe(overview(exps), hide_index=True)
+    going = live.running(exps)
+    live.follow(experiments_live, "home_live", going)
     exp = cache.experiment(st.session_state.get("experiment")) or exps[0]
-    st.subheader(f"Training curves: {exp.name}")
-    with ui.guard("Training curves"):
-        curves(exp)
-    with ui.guard("Checkpoint check"):
-        bad_epochs(exp)
     with st.expander("Configuration"):
         st.json(exp.info.get("config", {}), expanded=False)
 

@@ -26,6 +26,7 @@ import numpy as np
 import streamlit as st
 
 from fxcore.checkpoints import CheckpointError
+from fxcore.progress import PROGRESS_FILE
 from fxcore.runs import Experiment, Run, load_experiment, safe_child
 
 if TYPE_CHECKING:
@@ -61,14 +62,17 @@ def _stat(path: Path) -> tuple[str, int, int]:
 
 
 def experiment_stamp(path: Path) -> Stamp:
-    """Size and mtime of every JSON/JSONL/safetensors file of an experiment (two levels deep)."""
+    """Size and mtime of every JSON/JSONL/safetensors file of an experiment (two levels deep).
+
+    progress.json is left out: it changes every few seconds while a run trains, its epochs don't.
+    """
     out: list[tuple[str, int, int]] = []
     try:
         entries = sorted(Path(path).iterdir())
     except OSError:
         return ()
     for p in entries:
-        if p.is_file() and p.suffix == ".json":
+        if p.is_file() and p.suffix == ".json" and p.name != PROGRESS_FILE:
             out.append(_stat(p))
         elif p.is_dir() and not p.name.startswith("."):
             try:
@@ -84,30 +88,20 @@ def files_stamp(paths: Sequence[Path]) -> Stamp:
     return tuple((str(p), *_stat(Path(p))[1:]) for p in paths)
 
 
-def root_stamp(root: Path) -> tuple[tuple[str, Stamp], ...]:
-    if not root.is_dir():
-        return ()
-    return tuple((p.name, experiment_stamp(p)) for p in sorted(root.iterdir())
-                 if (p / "experiment.json").is_file())  # fmt: skip
-
-
 # ---------------------------------------------------------------- experiments
 
 
-@st.cache_resource(max_entries=8, ttl=TTL, show_spinner=False)
-def _experiments(root: str, stamp: Any) -> tuple[list[Experiment], list[str]]:
-    found, problems = [], []
-    for p in sorted(Path(root).iterdir()):
-        if not (p / "experiment.json").is_file():
-            continue
-        try:
-            exp = load_experiment(safe_child(Path(root), p.name))
-            for run in exp.runs:
-                run.bad_epochs()  # validate every epoch header once per stamp
-            found.append(exp)
-        except (CheckpointError, OSError) as exc:
-            problems.append(str(exc))
-    return found, problems
+@st.cache_resource(max_entries=64, ttl=TTL, show_spinner=False)
+def _experiment(path: str, stamp: Stamp) -> tuple[Experiment | None, str | None]:
+    """One experiment, every epoch header validated, once per stamp: a run that saves an epoch
+    makes only its own experiment be read again."""
+    try:
+        exp = load_experiment(Path(path))
+        for run in exp.runs:
+            run.bad_epochs()
+        return exp, None
+    except (CheckpointError, OSError) as exc:
+        return None, str(exc)
 
 
 def experiments(root: Path | None = None) -> tuple[list[Experiment], list[str]]:
@@ -115,7 +109,21 @@ def experiments(root: Path | None = None) -> tuple[list[Experiment], list[str]]:
     root = root or checkpoints_root()
     if not root.is_dir():
         return [], []
-    return _experiments(str(root), root_stamp(root))
+    found, problems = [], []
+    for p in sorted(root.iterdir()):
+        if not (p / "experiment.json").is_file():
+            continue
+        try:
+            path = safe_child(root, p.name)
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            continue
+        exp, problem = _experiment(str(path), experiment_stamp(path))
+        if exp is not None:
+            found.append(exp)
+        if problem:
+            problems.append(problem)
+    return found, problems
 
 
 def experiment(name: str | None) -> Experiment | None:

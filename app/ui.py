@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import cache
+import live
 import matplotlib
 import numpy as np
 import plotly.graph_objects as go
@@ -73,10 +74,19 @@ def guard(what: str) -> Iterator[None]:
 # ---------------------------------------------------------------- experiment selection
 
 
-def page_setup() -> None:
-    """Page config and the sidebar experiment picker; the first call of every page."""
+def page_setup(follow: bool = True) -> None:
+    """Page config and the sidebar experiment picker; the first call of every page.
+
+    ``follow``: while the picked experiment trains, show its progress in the sidebar and rerun the
+    page when it saves an epoch (see :func:`live.sidebar_follow`).
+    """
     st.set_page_config(page_title="fxcore", page_icon=":material/compare:", layout="wide")
     sidebar_experiment_picker()
+    if follow:
+        with guard("Following the training"):
+            exp = cache.experiment(st.session_state.get("experiment"))
+            if exp is not None:
+                live.sidebar_follow(exp.name, common_epochs(exp.runs))
 
 
 def _picked() -> None:

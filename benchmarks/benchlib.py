@@ -125,3 +125,16 @@ def is_script_finished(payload: object) -> bool:
     except Exception:  # noqa: BLE001 - not a ForwardMsg: ignore
         return False
     return msg.WhichOneof("type") == "script_finished"
+
+
+def start_trainer(data: Path, out: Path, epochs: int, log: Path | None = None) -> subprocess.Popen:
+    """A real ``python -m fxcore train`` in the background: the MNIST MLP on the IDX files in
+    ``data`` (240 training images, a second or two per epoch), in its own process group."""
+    cmd = [sys.executable, "-m", "fxcore", "train", "--dataset", "mnist", "--data-root", str(data),
+           "--attributes", "digit", "--model", "fcnn3", "--epochs", str(epochs), "--batch-size",
+           "16", "--loss", "mse", "--pretrained", "no", "--no-progress", "--max-train", "240",
+           "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    sink = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip

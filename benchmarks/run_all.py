@@ -40,6 +40,7 @@ BENCHES: dict[str, tuple[str, list[str], list[str], int]] = {
     "train": ("bench_train.py", ["--n", "1024"], ["--n", "64", "--n-val", "32", "--repeat", "1"], 600),
     "uploads": ("bench_uploads.py", [], [], 300),
     "app": ("bench_app.py", [], [], 300),
+    "live": ("bench_live.py", [], ["--refreshes", "2"], 300),
     "demo": ("bench_demo.py", [], [], 900),
 }  # fmt: skip
 

@@ -20,6 +20,7 @@ from fxcore.checkpoints import (
     read_jsonl,
     read_meta,
 )
+from fxcore.progress import state_fields
 
 if TYPE_CHECKING:  # torch is imported by the functions that make tensors: listing runs stays fast
     import torch
@@ -238,9 +239,11 @@ def list_experiments(root: str | Path = "checkpoints") -> list[Experiment]:
 
 
 def runs_table(experiments: Iterable[Experiment]) -> list[dict[str, Any]]:
-    """The ``runs --json`` contract: one row per run with epochs and metrics."""
+    """The ``runs --json`` contract: one row per run with epochs, metrics and the training state
+    (``state``: running / finished / interrupted / failed / stale, None without progress.json)."""
     rows = []
     for exp in experiments:
+        live = state_fields(exp.path)
         for run in exp.runs:
             rows.append(
                 {
@@ -252,6 +255,7 @@ def runs_table(experiments: Iterable[Experiment]) -> list[dict[str, Any]]:
                     "epochs": run.epochs(),
                     "bad_epochs": {str(k): v for k, v in run.bad_epochs().items()},
                     "metrics": run.metrics(),
+                    **live,
                 }
             )
     return rows

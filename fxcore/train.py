@@ -36,6 +36,7 @@ from fxcore.data import load_dataset, uint8_to_input
 from fxcore.metrics import autocast, compute_loss, evaluate, task_loss
 from fxcore.models import VGG_NAMES, ModelError, build_model
 from fxcore.optim_state import load_optimizer, save_optimizer
+from fxcore.progress import ProgressWriter
 from fxcore.resume import (
     RESUMABLE_KEYS,
     complete_epoch,
@@ -219,6 +220,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
     pin = device.type == "cuda"
     n = len(ds_train)
     bar = None
+    live = ProgressWriter(out, asdict(cfg), start, enabled=dist.main)  # <out>/progress.json
     try:
         for epoch in range(start + 1 if start >= 0 else 1, cfg.epochs + 1):
             torch.manual_seed(cfg.seed * 1000 + epoch)
@@ -229,6 +231,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
                 m.train()
             sums = [0.0] * len(models)
             t0, seen = time.perf_counter(), 0
+            live.epoch_start(epoch, len(batches))
             bar = tqdm(total=n, desc=f"epoch {epoch}/{cfg.epochs}", unit="img",
                        disable=not (cfg.progress and dist.main), leave=False)  # fmt: skip
             for step, (xb, yb) in enumerate(
@@ -250,6 +253,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
                     sums[k] += float(loss.detach())
                 seen += len(xb) * dist.world
                 bar.update(len(xb) * dist.world)
+                live.step(step + 1, seen, n)
                 if step % 10 == 0:
                     rate = seen / max(time.perf_counter() - t0, 1e-9)
                     bar.set_postfix({a[:8]: f"{s / (step + 1):.3f}" for a, s in zip(attrs, sums)}
@@ -258,6 +262,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
             seconds = time.perf_counter() - t0
             steps = max(1, len(batches))
             if dist.main:
+                live.phase("evaluating")
                 vals = evaluate(models, ds_val, device, losses, cfg.amp, cfg.cache_gb)
                 for k, d in enumerate(run_dirs):
                     row = {"epoch": epoch, "train_loss": sums[k] / steps, **vals[k],
@@ -271,6 +276,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
                     save_checkpoint(epoch_file(d, epoch), models[k].state_dict(), meta)
                     append_jsonl(d / "metrics.jsonl", row)
                     (d / f"optim_{epoch - 2:03d}.safetensors").unlink(missing_ok=True)
+                live.epoch_done(epoch, n)
                 # One line per epoch even without progress bars: logs show where a run got to.
                 summary = "  ".join(
                     f"{a}: acc {v['val_accuracy']:.3f}" for a, v in zip(attrs, vals)
@@ -284,18 +290,24 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
             bar.close()  # clear the progress line so the message starts on its own line
         if dist.main:
             settle(out, attrs)
+        live.end("interrupted")
         raise (
             _interrupted(out, attrs) if dist.main else TrainingInterrupted("interrupted")
         ) from None
-    except CheckpointError:
+    except CheckpointError as exc:
         if bar is not None:
             bar.close()
         if dist.main:
             settle(out, attrs)
+        live.end("failed", exc)
+        raise
+    except Exception as exc:
+        live.end("failed", exc)
         raise
     finally:
         if dist.world > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+    live.end("finished")
     return out
 
 

@@ -74,6 +74,8 @@ def test_home_lists_experiments_and_curves(root: Path) -> None:
     assert set(df["experiment"]) == {"tiny-synth", "tiny-mnist"}
     row = df[df["experiment"] == "tiny-synth"].iloc[0]
     assert row["model"] == "vgg-mini" and row["epochs"] == "0–3"
+    assert row["state"] == "finished 3/3"  # from the trainer's progress.json
+    assert not at.get("progress")  # nothing is training
     assert "Smiling" in row["best val accuracy"] and "Male" in row["best val accuracy"]
     assert at.selectbox(key="experiment_picker").options == ["tiny-mnist", "tiny-synth"]
     assert len(at.get("plotly_chart")) == 1  # training curves

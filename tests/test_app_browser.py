@@ -8,10 +8,14 @@ test fixture (e.g. the demo ones, for the documentation screenshots).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import re
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +23,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHOTS = REPO / "docs" / "screenshots"
 sys.path.insert(0, str(REPO / "benchmarks"))  # the server helpers the app benchmarks use too
-from benchlib import ARGS, CHROMIUM, free_port, wait_healthy  # noqa: E402
+from benchlib import ARGS, CHROMIUM, free_port, start_trainer, wait_healthy  # noqa: E402
 
 PAGES = [("Feature maps", "feature-maps"), ("Weight statistics", "weight-statistics"),
          ("Training dynamics", "training-dynamics"), ("Dataset", "dataset")]  # fmt: skip
@@ -79,22 +83,22 @@ def pick_experiments(root: Path) -> tuple[str, str | None]:
     return faces[0], (mnist[0] if mnist else None)
 
 
-@pytest.fixture
-def server(tiny_root: Path, tmp_path: Path):
+@contextlib.contextmanager
+def serve(root: Path, log_path: Path) -> Iterator[str]:
+    """The app on a free port, reading experiments from ``root``; yields its URL."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
     pytest.importorskip("playwright.sync_api", reason="playwright (Python package) not installed")
-    root = Path(os.environ.get("FXCORE_SCREENSHOT_ROOT") or tiny_root)
     port = free_port()
     env = {**os.environ, "FXCORE_CHECKPOINTS": str(root)}
     cmd = [sys.executable, "-m", "streamlit", "run", "app/Home.py", "--server.port", str(port),
            "--server.headless", "true", "--server.address", "127.0.0.1"]  # fmt: skip
-    log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115 - closed in finally
+    log = open(log_path, "wb")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, proc)
-        yield url, root
+        yield url
     finally:
         proc.terminate()
         try:
@@ -102,6 +106,13 @@ def server(tiny_root: Path, tmp_path: Path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture
+def server(tiny_root: Path, tmp_path: Path):
+    root = Path(os.environ.get("FXCORE_SCREENSHOT_ROOT") or tiny_root)
+    with serve(root, tmp_path / "streamlit.log") as url:
+        yield url, root
 
 
 def test_every_page_and_an_upload(server, tmp_path: Path) -> None:
@@ -187,3 +198,47 @@ def upload_face(page, photo: Path) -> None:
         assert col.locator(".js-plotly-plot").count() == 1
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0
     no_errors(page)
+
+
+def test_home_follows_a_training_run(tmp_path: Path) -> None:
+    """Home open while a tiny training runs: the saved epochs grow on the page, no reload."""
+    from fixtures_data import make_mnist_fixture
+    from playwright.sync_api import sync_playwright
+
+    from fxcore.progress import read_progress
+
+    root = tmp_path / "checkpoints"
+    out = root / "live"
+    data = make_mnist_fixture(tmp_path / "mnist", n_train=480, n_test=40)
+    with serve(root, tmp_path / "streamlit.log") as url:
+        trainer = start_trainer(data, out, 8, tmp_path / "train.log")
+        try:
+            end = time.monotonic() + 300
+            while (p := read_progress(out)) is None or p.done < 1:
+                assert trainer.poll() is None and time.monotonic() < end, "no epoch 1 saved"
+                time.sleep(0.1)
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+                try:
+                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                    page.set_default_timeout(120_000)
+                    page.goto(url)
+                    settle(page)
+                    main = page.locator('[data-testid="stMain"]')
+                    main.get_by_text("is training: epoch").wait_for()
+                    page.evaluate("window.__same_page = true")  # a reload would drop it
+                    saved = re.compile(r"epochs 0\.\.(\d+) saved")
+                    first = int(saved.search(main.inner_text()).group(1))
+                    page.wait_for_function(
+                        "n => (/epochs 0\\.\\.(\\d+) saved/.exec(document.body.innerText)"
+                        " || [0, -1])[1] > n", arg=first)  # fmt: skip
+                    assert trainer.wait(timeout=300) == 0
+                    main.get_by_text("finished: epochs 0..8 saved").wait_for()
+                    assert page.evaluate("window.__same_page") is True
+                    assert main.get_by_text("is training").count() == 0
+                    no_errors(page)
+                finally:
+                    browser.close()
+        finally:
+            trainer.kill()
+            trainer.wait()

@@ -37,6 +37,7 @@ from safetensors.torch import load_file
 from fxcore import checkpoints
 from fxcore.checkpoints import EPOCH_RE, read_header, read_jsonl, read_meta
 from fxcore.cli import main
+from fxcore.progress import PROGRESS_FILE
 from fxcore.resume import complete_epoch
 from fxcore.runs import open_experiment
 
@@ -283,7 +284,7 @@ def snapshot(out: Path) -> list[tuple[str, int, int]]:
     if not out.is_dir():
         return []
     return sorted((str(p.relative_to(out)), p.stat().st_size, p.stat().st_mtime_ns)
-                  for p in out.rglob("*") if p.is_file())  # fmt: skip
+                  for p in out.rglob("*") if p.is_file() and PROGRESS_FILE not in p.name)  # fmt: skip
 
 
 def classify(out: Path, rows: dict[str, int], before: list, stderr: str) -> str:
@@ -440,12 +441,16 @@ class _FullDiskFile:
 def inject_fault(monkeypatch: pytest.MonkeyPatch, kind: str, nth: int) -> list[int]:
     """From the ``nth`` write in fxcore.checkpoints on, every write fails like a full/read-only
     disk would (``enospc``: partial write then ENOSPC; ``erofs``: open fails with EROFS;
-    ``eio``: the final rename fails with EIO). Returns a one-item list counting the writes."""
+    ``eio``: the final rename fails with EIO). Returns a one-item list counting the writes.
+
+    progress.json is left alone: the trainer replaces it every few seconds, so counting it would
+    make the numbering depend on the machine's speed (and its writer gives up quietly anyway).
+    """
     count = [0]
     real_open, real_replace = open, os.replace
 
     def fake_open(file, mode="r", *args, **kwargs):
-        if not any(c in mode for c in "wax"):
+        if not any(c in mode for c in "wax") or PROGRESS_FILE in str(file):
             return real_open(file, mode, *args, **kwargs)
         count[0] += 1
         if count[0] >= nth and kind == "erofs":
@@ -456,7 +461,7 @@ def inject_fault(monkeypatch: pytest.MonkeyPatch, kind: str, nth: int) -> list[i
         return fh
 
     def fake_replace(src, dst, *args, **kwargs):
-        if kind == "eio" and count[0] >= nth:
+        if kind == "eio" and count[0] >= nth and PROGRESS_FILE not in str(dst):
             raise OSError(errno.EIO, os.strerror(errno.EIO), str(src))
         return real_replace(src, dst, *args, **kwargs)
 
