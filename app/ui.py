@@ -7,7 +7,6 @@ them directly, e.g. the payload of a heatmap of a huge tensor.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -20,6 +19,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
+from fxcore.errors import FxcoreError, ImageInputError
 from fxcore.runs import Experiment, Run, common_epochs
 
 if TYPE_CHECKING:
@@ -48,9 +48,8 @@ PAGES = {
 
 
 def is_image_error(exc: BaseException) -> bool:
-    """An ``fxcore.faces.ImageInputError`` (looked up only if fxcore.faces, i.e. torch, is loaded)."""
-    faces = sys.modules.get("fxcore.faces")
-    return faces is not None and isinstance(exc, faces.ImageInputError)
+    """An upload that is not a usable image (its message tells the user what to do)."""
+    return isinstance(exc, ImageInputError)
 
 
 @contextmanager
@@ -60,14 +59,13 @@ def guard(what: str) -> Iterator[None]:
         yield
     except ScriptControlException:  # st.stop / st.rerun must pass through
         raise
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback
-        if is_image_error(exc):
-            st.error(f"{what}: {exc}")
-            return
+    except FxcoreError as exc:  # written for the user: its message alone
+        if not is_image_error(exc):
+            log.warning("%s failed", what, exc_info=True)
+        st.error(f"{what}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a bug: still a message, never a traceback
         log.warning("%s failed", what, exc_info=True)
-        kind = type(exc).__name__
-        known = kind.endswith("Error") and type(exc).__module__.startswith("fxcore")
-        st.error(f"{what}: {exc}" if known else f"{what} failed ({kind}: {exc})")
+        st.error(f"{what} failed ({type(exc).__name__}: {exc})")
 
 
 # ---------------------------------------------------------------- experiment selection

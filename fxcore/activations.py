@@ -23,10 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class ActivationError(ValueError):
-    """A layer or target cannot be analysed; the message says what to choose instead."""
-
+from fxcore.errors import ActivationError  # noqa: F401 - re-exported
 
 _LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()

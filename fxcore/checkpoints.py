@@ -21,6 +21,8 @@ import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fxcore.errors import CheckpointError  # noqa: F401 - re-exported
+
 if TYPE_CHECKING:  # torch is imported by the functions that make tensors: listing runs stays fast
     import torch
 
@@ -29,10 +31,6 @@ EPOCH_RE = re.compile(r"^epoch_(\d{3,})\.safetensors$")
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
                 "U8": 1, "BOOL": 1}  # fmt: skip
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
-
-
-class CheckpointError(Exception):
-    """A checkpoint, run or experiment cannot be used; the message names the file and the problem."""
 
 
 def epoch_file(run_dir: Path, epoch: int) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fxcore.data import DATASETS
+from fxcore.errors import FxcoreError, TrainingInterrupted
 from fxcore.models import MODEL_NAMES
 
 DEFAULT_ROOT = "checkpoints"
@@ -249,23 +250,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from fxcore.train import TrainingInterrupted
-
     try:
         return int(args.func(args) or 0)
     except TrainingInterrupted as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 130
+    except FxcoreError as exc:  # written for the user: one line. Anything else is a bug: traceback.
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:  # unwritable --out, missing input file, full disk ...
         where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
         print(f"error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:
-        # Every error type fxcore defines (DataError, CheckpointError, ImageInputError, ...) carries
-        # a message written for the user: print it as one line. Anything else is a bug: traceback.
-        if not type(exc).__module__.startswith("fxcore."):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fxcore.errors import DataError  # noqa: F401 - re-exported
+
 # ImageNet statistics: used whenever a model starts from ImageNet weights (and by default for faces,
 # so a scratch model and a pretrained one see the same input scale).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -27,10 +29,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Landmark order shared by CelebA and SynthFaces (CelebA's list_landmarks_align_celeba.txt order).
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "left_mouth", "right_mouth")
-
-
-class DataError(Exception):
-    """A dataset cannot be read; the message says what is wrong and what to do."""
 
 
 @dataclass

@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fxcore.errors import ModelError  # noqa: F401 - re-exported
+
 VGG_NAMES = ("vgg11", "vgg13", "vgg16", "vgg19")
 MODEL_NAMES = (*VGG_NAMES, "vgg-mini", "fcnn3")
 
@@ -42,10 +44,6 @@ _CFGS: dict[str, list[int | str]] = {
     "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M"]
     + [512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
 }
-
-
-class ModelError(Exception):
-    """A model cannot be built or its weights cannot be loaded; the message says what to do."""
 
 
 class VGGMini(nn.Module):

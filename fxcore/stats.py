@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fxcore.errors import StatsError  # noqa: F401 - re-exported
+
 PathLike = str | os.PathLike[str]
 
 # safetensors dtype tag -> little-endian numpy dtype of the stored bytes (BF16 is widened on read).
@@ -31,10 +33,6 @@ _DTYPES = {
     "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?",
 }  # fmt: skip
 _BLOCK_ELEMS = 32_768  # 128 KiB of float32 per epoch: E blocks + float64 work stay in L2/L3
-
-
-class StatsError(Exception):
-    """A checkpoint tensor cannot be read or the inputs do not fit; the message says what to do."""
 
 
 @dataclass(frozen=True)

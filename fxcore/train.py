@@ -33,6 +33,7 @@ from fxcore.checkpoints import (
     save_checkpoint,
 )
 from fxcore.data import load_dataset, uint8_to_input
+from fxcore.errors import DeviceError, TrainingInterrupted  # noqa: F401 - re-exported
 from fxcore.metrics import autocast, compute_loss, evaluate, task_loss
 from fxcore.models import VGG_NAMES, ModelError, build_model
 from fxcore.optim_state import load_optimizer, save_optimizer
@@ -82,10 +83,6 @@ class TrainConfig:
         return {k: v for k, v in asdict(self).items() if k not in RESUMABLE_KEYS}
 
 
-class DeviceError(RuntimeError):
-    """The requested --device is not available on this machine."""
-
-
 def pick_device(name: str = "auto") -> torch.device:
     if name != "auto":
         device = torch.device(name)
@@ -103,10 +100,6 @@ def pick_device(name: str = "auto") -> torch.device:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-class TrainingInterrupted(Exception):
-    """Ctrl-C: the last complete epoch is on disk; the message says how to resume."""
 
 
 def _initial_model(cfg: TrainConfig, n_out: int) -> tuple[nn.Module, bool]:
