@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import streamlit as st
 
-from fxcore.checkpoints import CheckpointError
+from fxcore.checkpoints import CheckpointError, file_stamp, files_stamp
+from fxcore.inputs import dataset_kwargs
 from fxcore.runs import Experiment, Run, load_experiment, safe_child
 
 if TYPE_CHECKING:
@@ -53,11 +54,7 @@ def checkpoints_root() -> Path:
 
 
 def _stat(path: Path) -> tuple[str, int, int]:
-    try:
-        s = path.stat()
-    except OSError:
-        return (path.name, -1, -1)
-    return (path.name, s.st_size, s.st_mtime_ns)
+    return (path.name, *file_stamp(path))
 
 
 def experiment_stamp(path: Path) -> Stamp:
@@ -78,10 +75,6 @@ def experiment_stamp(path: Path) -> Stamp:
             out += [(f"{p.name}/{n}", sz, mt) for n, sz, mt in
                     (_stat(f) for f in files if f.suffix in (".json", ".jsonl", ".safetensors"))]  # fmt: skip
     return tuple(out)
-
-
-def files_stamp(paths: Sequence[Path]) -> Stamp:
-    return tuple((str(p), *_stat(Path(p))[1:]) for p in paths)
 
 
 def root_stamp(root: Path) -> tuple[tuple[str, Stamp], ...]:
@@ -268,26 +261,16 @@ def prepared_upload(data: bytes, image_size: int, normalize: bool, crop_face: bo
 # ---------------------------------------------------------------- datasets
 
 
-def dataset_kwargs(cfg: dict[str, Any], split: str) -> dict[str, Any]:
-    """``load_dataset`` arguments that rebuild the experiment's data (as fxcore.train does)."""
-    kw: dict[str, Any] = {"root": cfg.get("data_root"), "attributes": cfg.get("attributes")}
-    if cfg.get("dataset") != "mnist":
-        kw["image_size"] = cfg.get("image_size", 64)
-    if split == "train" and cfg.get("dataset") == "synthfaces" and cfg.get("synth_train"):
-        kw["num_samples"] = cfg["synth_train"]
-    return kw
-
-
 @st.cache_resource(max_entries=6, ttl=TTL, show_spinner=False)
 def _dataset(name: str, split: str, frozen: tuple[tuple[str, Any], ...]) -> FxDataset:
-    from fxcore.data import load_dataset
+    from fxcore.registry import load_dataset
 
     kw = {k: (list(v) if isinstance(v, tuple) else v) for k, v in frozen}
     return load_dataset(name, split=split, **kw)
 
 
 def dataset(cfg: dict[str, Any], split: str = "val", **override: Any) -> FxDataset:
-    """The experiment's dataset split (shared; read-only use)."""
+    """The experiment's dataset split, as :mod:`fxcore.inputs` rebuilds it (shared; read-only)."""
     kw = {**dataset_kwargs(cfg, split), **override}
     frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kw.items()))
     return _dataset(str(cfg.get("dataset")), split, frozen)

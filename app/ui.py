@@ -200,15 +200,6 @@ def weight_keys(run: Run) -> list[str]:
     return [k for k in tensor_order(run) if not k.endswith(STAT_SUFFIXES)]
 
 
-def input_spec(exp: Experiment) -> tuple[int, bool, str]:
-    """(image size, ImageNet-normalise?, PIL mode) of the experiment's model inputs."""
-    cfg = exp.info.get("config", {})
-    if cfg.get("dataset", exp.info.get("dataset")) == "mnist":
-        return 28, False, "L"
-    default = 64 if exp.info.get("model", cfg.get("model")) == "vgg-mini" else 224
-    return int(cfg.get("image_size") or default), True, "RGB"
-
-
 def model_order(run: Run, names: Sequence[str]) -> list[str]:
     """``names`` (weight keys or layer names such as ``features.3``) in the model's order."""
     order = tensor_order(run)

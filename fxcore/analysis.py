@@ -19,13 +19,14 @@ import torch
 from torch import nn
 
 from fxcore.activations import capture, last_conv_layer
-from fxcore.checkpoints import CheckpointError, atomic_write_json
+from fxcore.checkpoints import CheckpointError, atomic_write_json, file_stamp
+from fxcore.errors import DataError
 from fxcore.gradcam import explain_image, grad_cam_batch
+from fxcore.inputs import capabilities, load_split
+from fxcore.registry import REGIONS
 from fxcore.runs import Experiment, Run, common_epochs
 from fxcore.similarity import MinibatchCKA, localisation_shares, weight_dynamics
 from fxcore.stats import layout_2d, mean_var, pool_to_budget
-
-REGIONS = ("mouth", "eyes", "nose")
 
 
 def pick_runs(exp: Experiment, names: Sequence[str] | None = None) -> list[Run]:
@@ -55,8 +56,8 @@ def _cache_key(
     h = hashlib.sha256(json.dumps([kind, params, list(epochs)], sort_keys=True).encode())
     for run in runs:
         for e in epochs:
-            st = run.epoch_path(e).stat()
-            h.update(f"{run.path.name}/{e}:{st.st_size}:{st.st_mtime_ns}".encode())
+            size, mtime = file_stamp(run.epoch_path(e))
+            h.update(f"{run.path.name}/{e}:{size}:{mtime}".encode())
     return f"{kind}-{h.hexdigest()[:20]}"
 
 
@@ -144,15 +145,11 @@ def dynamics(exp: Experiment, runs: Sequence[Run], keys: Sequence[str] | None = 
 
 def probe_set(exp: Experiment, n: int) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """The first ``n`` validation images of the experiment's dataset, and their region masks."""
-    from fxcore.data import DataError, load_dataset, uint8_to_input
+    from fxcore.data import uint8_to_input
 
-    cfg = exp.info.get("config", {})
-    if exp.info.get("dataset") in (None, "imported"):
+    if not capabilities(exp.info).probe_images:
         raise CheckpointError(f"{exp.name}: imported runs carry no dataset; no probe images")
-    kw: dict[str, Any] = {"root": cfg.get("data_root"), "attributes": cfg.get("attributes")}
-    if cfg.get("dataset") != "mnist":
-        kw["image_size"] = cfg.get("image_size", 64)
-    ds = load_dataset(cfg["dataset"], split="val", max_samples=n, **kw)
+    ds = load_split(exp.info, "val", max_samples=n)
     x = uint8_to_input(ds.images_uint8()[:n], ds.normalize)  # (N, C, S, S)
     masks: dict[str, np.ndarray] = {}
     if hasattr(ds, "region_masks"):
@@ -260,9 +257,10 @@ def compare(exp: Experiment, run_names: Sequence[str] | None = None, n_probe: in
     runs = pick_runs(exp, run_names)
     result: dict[str, Any] = {"experiment": exp.name, "runs": [r.name for r in runs],
                               "dynamics": dynamics(exp, runs)}  # fmt: skip
-    if len(runs) >= 2 and exp.info.get("dataset") not in (None, "imported"):
+    can = capabilities(exp.info)
+    if len(runs) >= 2 and can.probe_images:
         result["cka"] = cka(exp, runs, n_probe=n_probe)
-    if exp.info.get("dataset") not in (None, "imported", "mnist"):
+    if can.face_regions:
         result["localisation"] = localisation(exp, runs, n_probe=n_probe)
     return result
 

@@ -15,6 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fxcore import analysis  # noqa: E402
+from fxcore.inputs import capabilities, input_spec  # noqa: E402
+from fxcore.registry import load_dataset  # noqa: E402
 from fxcore.runs import Experiment  # noqa: E402
 from fxcore.stats import mnist_unit_tiles, tile_grid  # noqa: E402
 
@@ -28,8 +30,6 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 
 def attribute_rates(exp: Experiment, out: Path) -> Path:
     """Fig. 2.1: positive rate of every attribute of the experiment's dataset."""
-    from fxcore.data import load_dataset
-
     cfg = exp.info.get("config", {})
     name = cfg.get("dataset")
     if name == "celeba":
@@ -73,8 +73,8 @@ def feature_map_figures(
     if image:
         from fxcore.faces import prepare_upload
 
-        size = int(exp.info.get("config", {}).get("image_size", 224))
-        x = prepare_upload(Path(image), image_size=size, normalize=True).tensor
+        spec = input_spec(exp.info)
+        x = prepare_upload(Path(image), spec.image_size, spec.normalize, mode=spec.mode).tensor
     else:
         x, _ = analysis.probe_set(exp, 1)
     picks = [convs[int(i)] for i in np.linspace(0, len(convs) - 1, n_layers).round()]
@@ -153,7 +153,8 @@ def dynamics_figures(exp: Experiment, out: Path, n_probe: int) -> list[Path]:
         ax.set_title(title)
     axes[0].legend()
     paths.append(_save(fig, out / "drift_by_layer.png"))
-    if len(runs) < 2 or exp.info.get("dataset") in (None, "imported"):
+    can = capabilities(exp.info)
+    if len(runs) < 2 or not can.probe_images:
         return paths
     res = analysis.cka(exp, runs, n_probe=n_probe)
     names = list(res["layers"])
@@ -168,7 +169,7 @@ def dynamics_figures(exp: Experiment, out: Path, n_probe: int) -> list[Path]:
     )
     plt.colorbar(im, ax=ax)
     paths.append(_save(fig, out / "cka_layer_epoch.png"))
-    if exp.info.get("dataset") == "mnist":
+    if not can.face_regions:
         return paths
     loc = analysis.localisation(exp, runs, n_probe=n_probe)
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -188,7 +189,7 @@ def write_figures(exp: Experiment, out: Path, image: str | None = None, layer: s
     """Write every figure that applies to ``exp`` into ``out``; returns the paths written."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [attribute_rates(exp, out)]
-    if exp.info.get("dataset") != "mnist":
+    if capabilities(exp.info).conv_layers:
         paths += feature_map_figures(exp, out, image)
     paths += weight_figures(exp, out, layer)
     paths += dynamics_figures(exp, out, n_probe)

@@ -13,9 +13,7 @@ import torch
 from torch import nn
 
 from fxcore.errors import ModelError  # noqa: F401 - re-exported
-
-VGG_NAMES = ("vgg11", "vgg13", "vgg16", "vgg19")
-MODEL_NAMES = (*VGG_NAMES, "vgg-mini", "fcnn3")
+from fxcore.registry import MODEL_NAMES, VGG_NAMES  # noqa: F401 - re-exported
 
 # torchvision's VGG configurations (numbers = conv widths, "M" = 2x2 max-pool).
 _CFGS: dict[str, list[int | str]] = {
@@ -171,18 +169,6 @@ def build_model(
     if name == "fcnn3":
         return FCNN3(num_outputs)
     raise ModelError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
-
-
-def weight_tensors(
-    model_or_state: nn.Module | dict[str, torch.Tensor],
-) -> list[tuple[str, tuple[int, ...]]]:
-    """Trainable weight tensors by name with shape (the app's layer picker), in model order."""
-    if isinstance(model_or_state, nn.Module):
-        items = [(k, tuple(p.shape)) for k, p in model_or_state.named_parameters()]
-    else:
-        items = [(k, tuple(v.shape)) for k, v in model_or_state.items() if v.is_floating_point()]
-        items = [(k, s) for k, s in items if not k.endswith(("running_mean", "running_var"))]
-    return items
 
 
 def num_outputs_from_state(state_shapes: dict[str, tuple[int, ...]]) -> int:

@@ -6,7 +6,6 @@ bad epochs instead of failing; listing experiments reads JSON only, so it needs 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from fxcore.checkpoints import (
     CheckpointError,
     epoch_file,
     read_header,
+    read_json,
     read_jsonl,
     read_meta,
 )
@@ -133,9 +133,6 @@ class Run:
     def metrics(self) -> list[dict[str, Any]]:
         return read_jsonl(self.path / "metrics.jsonl")
 
-    def tensor_names(self) -> dict[str, tuple[int, ...]]:
-        return self.shapes
-
     def read_tensor(self, epoch: int, key: str) -> torch.Tensor:
         """One tensor at one epoch, memory-mapped: the other tensors are never read."""
         from safetensors import safe_open
@@ -187,28 +184,18 @@ class Experiment:
         )
 
 
-def _load_json(path: Path) -> dict[str, Any]:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: unreadable or not valid JSON") from exc
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return obj
-
-
 def load_experiment(path: Path) -> Experiment:
     """Open an experiment folder (its runs are listed in experiment.json, or found as subfolders)."""
     path = Path(path)
     if not (path / "experiment.json").is_file():
         raise CheckpointError(f"{path}: not an experiment folder (no experiment.json)")
-    info = _load_json(path / "experiment.json")
+    info = read_json(path / "experiment.json")
     names = info.get("runs") or sorted(p.name for p in path.iterdir() if (p / "run.json").is_file())
     runs = []
     for name in names:
         run_dir = safe_child(path, str(name))
         if (run_dir / "run.json").is_file():
-            runs.append(Run(run_dir, path.name, _load_json(run_dir / "run.json")))
+            runs.append(Run(run_dir, path.name, read_json(run_dir / "run.json")))
     return Experiment(path, info, runs)
 
 

@@ -14,7 +14,8 @@ from PIL import Image, ImageFile
 from fxcore import celeba as celeba_mod
 from fxcore.celeba import MEAN_LANDMARKS, CelebA
 from fxcore.celeba_files import attribute_statistics, box_mask
-from fxcore.data import DataError, load_dataset, prepare_pil, transform_landmarks
+from fxcore.data import DataError, prepare_pil, transform_landmarks
+from fxcore.registry import load_dataset
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CELEBA_10K = SHARED / "celeba-10k"

@@ -52,3 +52,18 @@ def test_cli_lets_bugs_raise(monkeypatch) -> None:
     monkeypatch.setattr(cli, "cmd_runs", bug)
     with pytest.raises(ZeroDivisionError):
         cli.main(["runs"])
+
+
+def test_train_parser_is_built_from_the_config_defaults() -> None:
+    from dataclasses import asdict
+
+    from fxcore.cli import build_parser
+    from fxcore.config import TrainConfig, config_from_args
+
+    args = build_parser().parse_args(["train", "--out", "x"])
+    assert config_from_args(args) == TrainConfig()
+    args = build_parser().parse_args(["train", "--out", "x", "--val-fraction", "0.2",
+                                      "--no-progress", "--channels-last"])  # fmt: skip
+    cfg = asdict(config_from_args(args))
+    assert cfg == {**asdict(TrainConfig()), "val_fraction": 0.2, "progress": False,
+                   "channels_last": True}  # fmt: skip

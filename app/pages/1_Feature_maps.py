@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import astuple
 
 import cache
 import numpy as np
@@ -12,6 +13,7 @@ import ui
 from fxcore.activations import conv_layers, overlay, shared_range
 from fxcore.analysis import ModelView, cam_layer
 from fxcore.faces import PreparedImage, prepare_upload
+from fxcore.inputs import capabilities, input_spec
 from fxcore.runs import Experiment, Run
 from fxcore.stats import tile_grid
 
@@ -20,9 +22,9 @@ SOURCES = ("Sample from the dataset", "Upload a photo")
 
 def choose_image(exp: Experiment) -> tuple[PreparedImage, str, str] | None:
     """The prepared input, a cache key for it, and a caption; None when there is none yet."""
-    size, normalize, mode = ui.input_spec(exp)
+    size, normalize, mode = astuple(input_spec(exp.info))
     cfg = exp.info.get("config", {})
-    has_data = exp.info.get("dataset") not in (None, "imported")
+    has_data = capabilities(exp.info).probe_images
     source = st.radio("Image", SOURCES if has_data else SOURCES[1:], horizontal=True, key="fm_src")
     if source == SOURCES[0]:
         n = len(cache.dataset(cfg, "val"))
@@ -105,7 +107,7 @@ def main() -> None:
         st.page_link(ui.PAGES["weights"], label="First-layer view (Weight statistics)",
                      icon=":material/grid_on:")  # fmt: skip
         return
-    size = ui.input_spec(exp)[0]
+    size = input_spec(exp.info).image_size
     default = cam_layer(model, size)
     layer = c2.selectbox("Layer", convs, index=convs.index(default), key="fm_layer",
                          help="Conv layers in forward order; the default is the deepest whose "

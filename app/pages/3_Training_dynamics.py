@@ -8,7 +8,8 @@ import plotly.graph_objects as go
 import streamlit as st
 import ui
 
-from fxcore.analysis import REGIONS
+from fxcore.inputs import capabilities
+from fxcore.registry import REGIONS
 from fxcore.runs import Experiment, Run
 
 MEASURES = {
@@ -83,7 +84,7 @@ def cka_section(exp: Experiment, runs: list[Run]) -> None:
     if len(runs) < 2 or runs[0].name == runs[1].name:
         st.info("CKA compares two different models: this experiment has one run.")
         return
-    if exp.info.get("dataset") in (None, "imported"):
+    if not capabilities(exp.info).probe_images:
         st.info("Imported runs carry no dataset, so there are no probe images for CKA.")
         return
     # 128 = `fxcore compare`'s default, so results that command cached on disk load at once.
@@ -107,7 +108,7 @@ def cka_section(exp: Experiment, runs: list[Run]) -> None:
 
 def localisation_section(exp: Experiment, runs: list[Run]) -> None:
     st.subheader("Attention localisation (Grad-CAM share per face region)")
-    if exp.info.get("dataset") in (None, "imported", "mnist"):
+    if not capabilities(exp.info).face_regions:
         st.info("Localisation needs face images with region masks (CelebA or SynthFaces).")
         return
     n_probe = int(st.number_input("Probe images", 8, 2048, 128, step=8, key="td_loc_n"))

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import ui
 
+from fxcore.inputs import capabilities
 from fxcore.runs import Experiment
 
 
@@ -125,7 +126,7 @@ def main() -> None:
     st.title("Dataset")
     exp = ui.current_experiment()
     name = exp.info.get("dataset", exp.info.get("config", {}).get("dataset"))
-    if name in (None, "imported"):
+    if not capabilities(exp.info).has_dataset:
         st.info("This experiment was imported from state dicts; it records no dataset.")
         return
     chosen = list(exp.info.get("attributes") or [r.attribute for r in exp.runs])
