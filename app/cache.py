@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from fxcore import analysis
     from fxcore.data import FxDataset
 
-# fxcore.analysis and fxcore.data pull in torch and captum (~2 s of imports); they are imported
+# torch, captum and the datasets (~2 s of imports) are imported
 # inside the functions that need them so the Home page, which only reads JSON, starts without
 # them. prewarm() loads them in the background once the first page is drawn.
 
@@ -342,8 +342,10 @@ _prewarmed = False
 
 def _import_heavy(delay_s: float) -> None:
     time.sleep(delay_s)
-    import fxcore.analysis  # noqa: F401 - torch, captum, the models
+    import fxcore.analysis  # noqa: F401 - the run store and the numerics
     import fxcore.faces  # noqa: F401 - OpenCV for uploads
+    import fxcore.gradcam  # noqa: F401 - torch, captum
+    import fxcore.models  # noqa: F401 - torchvision
 
 
 def prewarm(delay_s: float = 2.0) -> None:

@@ -25,6 +25,7 @@ from fxcore.celeba_files import (
     read_table,
 )
 from fxcore.data import (
+    REGIONS,
     DataError,
     FxDataset,
     Sample,
@@ -32,7 +33,6 @@ from fxcore.data import (
     prepare_pil,
     transform_landmarks,
 )
-from fxcore.registry import REGIONS
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 # The official aligned images are 178x218; landmark files refer to that frame.

@@ -29,6 +29,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Landmark order shared by CelebA and SynthFaces (CelebA's list_landmarks_align_celeba.txt order).
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "left_mouth", "right_mouth")
+# Face regions every face source draws masks for (CelebA from landmarks, SynthFaces from geometry).
+REGIONS = ("mouth", "eyes", "nose")
 
 
 @dataclass

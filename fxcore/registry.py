@@ -30,9 +30,6 @@ MODEL_NAMES = (*VGG_NAMES, "vgg-mini", "fcnn3")
 CONV_MODELS = (*VGG_NAMES, "vgg-mini")  # architectures with conv layers (Grad-CAM, feature maps)
 NATIVE_SIZE = {"vgg-mini": 64}  # input side when a config names none (VGGs: 224)
 
-# Face regions every face source draws masks for (CelebA from landmarks, SynthFaces from geometry).
-REGIONS = ("mouth", "eyes", "nose")
-
 
 def load_dataset(
     name: str,

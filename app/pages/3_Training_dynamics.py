@@ -8,8 +8,8 @@ import plotly.graph_objects as go
 import streamlit as st
 import ui
 
+from fxcore.data import REGIONS
 from fxcore.inputs import capabilities
-from fxcore.registry import REGIONS
 from fxcore.runs import Experiment, Run
 
 MEASURES = {
