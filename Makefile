@@ -20,6 +20,7 @@ run: $(STAMP)
 ## Install (once) and run the test suite (CPU only, no downloads).
 test: $(STAMP)
 	$(BIN)/python -m ruff check fxcore app tests benchmarks
+	$(BIN)/python -m ruff format --check fxcore app tests benchmarks
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
