@@ -171,21 +171,6 @@ def weight_maps(runs: Sequence[Run], key: str, lo: int, hi: int, mode: str = "me
     return _weight_maps(paths, key, lo, hi, mode, _epoch_stamp(runs, eps), runs)
 
 
-@st.cache_data(max_entries=16, ttl=TTL, show_spinner=False)
-def tensor_order(model_name: str, num_outputs: int) -> list[str]:
-    """State-dict names of an architecture in model order ([] for one fxcore cannot build)."""
-    import torch
-
-    from fxcore.models import build_model
-
-    try:
-        with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-            net = build_model(model_name, num_outputs=num_outputs)
-    except Exception:  # noqa: BLE001 - e.g. an imported architecture fxcore cannot build
-        return []
-    return list(net.state_dict())
-
-
 # ---------------------------------------------------------------- experiment-level measures
 
 
@@ -299,25 +284,20 @@ def sample_grid(frozen_cfg: tuple, n: int) -> list[tuple[np.ndarray, dict[str, f
 
 
 @st.cache_data(max_entries=8, ttl=TTL, show_spinner=False)
-def label_matrix(frozen_cfg: tuple, attributes: tuple[str, ...], split: str) -> np.ndarray:
-    """Labels ``(N, K)`` of ``attributes`` over one split (no image is decoded)."""
-    cfg = dict(frozen_cfg)
-    return dataset(cfg, split, attributes=list(attributes)).labels()
+def _attribute_statistics(frozen_cfg: tuple, stamp: Stamp) -> dict[str, Any]:
+    from fxcore.inputs import attribute_statistics
+
+    return attribute_statistics(dict(frozen_cfg))
 
 
-@st.cache_data(max_entries=4, ttl=TTL, show_spinner=False)
-def _celeba_stats(root: str, stamp: Stamp) -> dict[str, Any]:
-    from fxcore.celeba_files import attribute_statistics
+def attribute_statistics(cfg: dict[str, Any]) -> dict[str, Any]:
+    """:func:`fxcore.inputs.attribute_statistics`, cached (CelebA also by its table's mtime)."""
+    stamp: Stamp = ()
+    if cfg.get("dataset") == "celeba" and cfg.get("data_root"):
+        from fxcore.celeba_files import ATTR_FILE, find_base
 
-    return attribute_statistics(root)
-
-
-def celeba_statistics(root: str) -> dict[str, Any]:
-    """Positive rates and co-occurrence of CelebA's 40 attributes (cached by the table's mtime)."""
-    from fxcore.celeba_files import ATTR_FILE, find_base
-
-    base = find_base(root)
-    return _celeba_stats(str(root), files_stamp([base / ATTR_FILE]))
+        stamp = files_stamp([find_base(cfg["data_root"]) / ATTR_FILE])
+    return _attribute_statistics(freeze(cfg), stamp)
 
 
 def freeze(cfg: dict[str, Any]) -> tuple:

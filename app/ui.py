@@ -34,7 +34,6 @@ TRAIN_CELEBA = (
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp"]
 MAX_FIGURE_BYTES = 2_000_000
 DISPLAY_PX = 224  # small model inputs (32-64 px) are upscaled to this for display
-STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 PAGES = {
     "home": "Home.py",
     "features": "pages/1_Feature_maps.py",
@@ -178,36 +177,6 @@ def epoch_picker(epochs: list[int], key: str, label: str = "Epoch") -> int:
         st.caption(f"{label}: {epochs[0]} (the only valid one)")
         return epochs[0]
     return int(st.select_slider(label, options=epochs, value=epochs[-1], key=key))
-
-
-def tensor_order(run: Run) -> list[str]:
-    """The run's tensor names in model order.
-
-    run.json lists tensors in the model's state-dict order (the trainer and the importer write it
-    so), so no model needs to be built, or torch imported, to order the layer pickers. Runs written
-    before that (alphabetical lists: a model order always has ``.weight`` before its ``.bias``)
-    get the order of the architecture instead.
-    """
-    names = list(run.shapes)
-    if len(names) > 1 and names == sorted(names):
-        built = cache.tensor_order(run.model, int(run.info.get("num_outputs", 1)))
-        return [k for k in built if k in run.shapes] + [k for k in names if k not in built]
-    return names
-
-
-def weight_keys(run: Run) -> list[str]:
-    """Trainable tensors of a run (BatchNorm running statistics left out), in model order."""
-    return [k for k in tensor_order(run) if not k.endswith(STAT_SUFFIXES)]
-
-
-def model_order(run: Run, names: Sequence[str]) -> list[str]:
-    """``names`` (weight keys or layer names such as ``features.3``) in the model's order."""
-    order = tensor_order(run)
-    rank: dict[str, int] = {}
-    for i, key in enumerate(order):
-        rank.setdefault(key, i)
-        rank.setdefault(key.rsplit(".", 1)[0], i)  # the layer owning this parameter
-    return sorted(names, key=lambda n: (rank.get(n, len(order)), n))
 
 
 # ---------------------------------------------------------------- uploads

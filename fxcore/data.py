@@ -163,6 +163,24 @@ class FxDataset(torch.utils.data.Dataset):
         return x, torch.from_numpy(self.labels()[index])
 
 
+def label_statistics(labels: np.ndarray) -> dict[str, Any]:
+    """Positive rate of each binary label column and their co-occurrence.
+
+    ``cooccurrence[a, b] = P(a=1, b=1)``; ``conditional[a, b] = P(b=1 | a=1)`` (NaN if a is
+    never 1); ``phi[a, b]`` is the correlation of the two 0/1 columns (NaN for a constant one).
+    """
+    x = (np.asarray(labels) > 0).astype(np.float64)  # (N, K)
+    rate = x.mean(0) if len(x) else np.full(x.shape[1], np.nan)
+    co = x.T @ x / max(1, len(x))
+    spread = np.sqrt(rate * (1 - rate))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cond = np.where(rate[:, None] > 0, co / rate[:, None], np.nan)
+        den = spread[:, None] * spread[None, :]
+        phi = np.where(den > 0, (co - rate[:, None] * rate[None, :]) / den, np.nan)
+    return {"positive_rate": rate, "cooccurrence": co, "conditional": cond, "phi": phi,
+            "num_rows": len(x)}  # fmt: skip
+
+
 def fingerprint_of(*parts: Any) -> str:
     """Stable 16-hex-digit hash of JSON-able parts (ndarrays hashed by bytes)."""
     h = hashlib.sha256()

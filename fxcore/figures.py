@@ -15,8 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fxcore import analysis  # noqa: E402
-from fxcore.inputs import capabilities, input_spec  # noqa: E402
-from fxcore.registry import load_dataset  # noqa: E402
+from fxcore.inputs import attribute_statistics, capabilities, input_spec  # noqa: E402
 from fxcore.runs import Experiment  # noqa: E402
 from fxcore.stats import mnist_unit_tiles, tile_grid  # noqa: E402
 
@@ -30,23 +29,8 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 
 def attribute_rates(exp: Experiment, out: Path) -> Path:
     """Fig. 2.1: positive rate of every attribute of the experiment's dataset."""
-    cfg = exp.info.get("config", {})
-    name = cfg.get("dataset")
-    if name == "celeba":
-        from fxcore.celeba_files import attribute_statistics
-
-        st = attribute_statistics(cfg["data_root"])
-        names, rates = list(st["names"]), np.asarray(st["positive_rate"])
-    else:
-        ds = load_dataset(name, split="train", root=cfg.get("data_root"), attributes=None)
-        every = list(ds.all_attributes)
-        if name == "mnist":
-            ds = load_dataset(name, split="train", root=cfg.get("data_root"), attributes=["digit"])
-            counts = np.bincount(ds.labels()[:, 0].astype(int), minlength=10)
-            names, rates = [str(i) for i in range(10)], counts / counts.sum()
-        else:
-            ds = load_dataset(name, split="train", attributes=every, image_size=16)
-            names, rates = every, ds.labels().mean(0)
+    st = attribute_statistics(exp.info)
+    name, names, rates = st["dataset"], st["names"], np.asarray(st["positive_rate"])
     fig, ax = plt.subplots(figsize=(max(5, 0.28 * len(names) + 2), 3.6))
     chosen = set(exp.info.get("attributes", []))
     ax.bar(names, rates, color=["tab:red" if n in chosen else "tab:blue" for n in names])

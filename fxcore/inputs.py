@@ -109,3 +109,39 @@ def capabilities(info_or_cfg: Mapping[str, Any]) -> Capabilities:
         face_regions=cfg.get("dataset") in FACE_DATASETS,
         conv_layers=cfg.get("model") in CONV_MODELS,
     )
+
+
+def attribute_statistics(info_or_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Every attribute of the experiment's dataset: positive rates and co-occurrence (Fig. 2.1).
+
+    CelebA: all 40 attributes over every row of its table; SynthFaces: every attribute over the
+    training split; MNIST: the share of each digit, with ``counts`` per split. Keys: ``dataset``,
+    ``names``, ``positive_rate``, ``cooccurrence``, ``conditional``, ``num_rows`` (and ``counts``).
+    """
+    import numpy as np
+
+    from fxcore.data import label_statistics
+
+    cfg = _config(info_or_cfg)
+    name = cfg.get("dataset")
+    if name == "celeba":
+        from fxcore.celeba_files import attribute_statistics as celeba_statistics
+
+        if not cfg.get("data_root"):
+            from fxcore.errors import DataError
+
+            raise DataError("the experiment does not record its CelebA --data-root")
+        return {"dataset": name, **celeba_statistics(cfg["data_root"])}
+    if name in GRAYSCALE_DATASETS:  # MNIST: one multi-class label
+        counts = {}
+        for split in ("train", "test"):
+            digits = load_split(cfg, split, attributes=["digit"]).labels()[:, 0].astype(int)
+            counts[split] = np.bincount(digits, minlength=10)
+        total = sum(counts.values())
+        onehot = np.eye(10)[np.repeat(np.arange(10), total)]
+        return {"dataset": name, "names": [str(d) for d in range(10)], **label_statistics(onehot),
+                "counts": {k: v.tolist() for k, v in counts.items()}}  # fmt: skip
+    ds = load_split(cfg, "train", image_size=16)  # labels only: no image is decoded
+    every = list(ds.all_attributes)
+    labels = load_split(cfg, "train", attributes=every, image_size=16).labels()
+    return {"dataset": name, "names": every, **label_statistics(labels)}

@@ -6,6 +6,7 @@ bad epochs instead of failing; listing experiments reads JSON only, so it needs 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,28 @@ from fxcore.checkpoints import (
     read_jsonl,
     read_meta,
 )
+from fxcore.errors import FxcoreError
 
 if TYPE_CHECKING:  # torch is imported by the functions that make tensors: listing runs stays fast
     import torch
+
+
+STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")  # BatchNorm buffers
+
+
+@functools.lru_cache(maxsize=16)
+def architecture_order(model_name: str, num_outputs: int) -> tuple[str, ...]:
+    """State-dict names of an architecture in model order (empty for one fxcore cannot build)."""
+    import torch
+
+    from fxcore.models import build_model
+
+    try:
+        with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+            net = build_model(model_name, num_outputs=num_outputs)
+    except (FxcoreError, RuntimeError, ValueError):
+        return ()
+    return tuple(net.state_dict())
 
 
 def safe_child(root: Path, name: str) -> Path:
@@ -70,6 +90,33 @@ class Run:
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {k: tuple(v) for k, v in self.info.get("tensors", {}).items()}
+
+    def tensor_order(self) -> list[str]:
+        """The run's tensor names in model order.
+
+        run.json lists tensors in the model's state-dict order (the store writes it so), so no
+        model is built, or torch imported, to order the layer pickers. Runs written before that
+        (alphabetical lists: a model order always has ``.weight`` before its ``.bias``) get the
+        order of the architecture instead.
+        """
+        names = list(self.shapes)
+        if len(names) > 1 and names == sorted(names):
+            built = architecture_order(self.model, int(self.info.get("num_outputs", 1)))
+            return [k for k in built if k in self.shapes] + [k for k in names if k not in built]
+        return names
+
+    def weight_keys(self) -> list[str]:
+        """Trainable tensors (BatchNorm running statistics left out), in model order."""
+        return [k for k in self.tensor_order() if not k.endswith(STAT_SUFFIXES)]
+
+    def model_order(self, names: Iterable[str]) -> list[str]:
+        """``names`` (weight keys or layer names such as ``features.3``) in the model's order."""
+        order = self.tensor_order()
+        rank: dict[str, int] = {}
+        for i, key in enumerate(order):
+            rank.setdefault(key, i)
+            rank.setdefault(key.rsplit(".", 1)[0], i)  # the layer owning this parameter
+        return sorted(names, key=lambda n: (rank.get(n, len(order)), n))
 
     def epoch_path(self, epoch: int) -> Path:
         return epoch_file(self.path, epoch)

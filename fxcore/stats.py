@@ -199,6 +199,15 @@ def layout_2d(t: np.ndarray) -> np.ndarray:
     raise StatsError(f"cannot lay out a {t.ndim}-D tensor {t.shape}; expected at most 4 dims.")
 
 
+def layout_shape(shape: tuple[int, ...]) -> tuple[int, int]:
+    """Shape of :func:`layout_2d` of a tensor of ``shape``, without the tensor."""
+    if len(shape) <= 1:
+        return 1, math.prod(shape)
+    if len(shape) == 4:
+        return shape[0] * shape[2], shape[1] * shape[3]
+    return shape[0], math.prod(shape[1:])
+
+
 def pool_to_budget(
     m2d: np.ndarray, budget: tuple[int, int] = (512, 512), mode: str = "mean"
 ) -> tuple[np.ndarray, tuple[int, int]]:
@@ -300,3 +309,14 @@ def tile_grid(
     grid = cells.reshape(rows, cols, h + pad, w + pad).transpose(0, 2, 1, 3)
     grid = grid.reshape(rows * (h + pad), cols * (w + pad))
     return grid[: grid.shape[0] - pad, : grid.shape[1] - pad]
+
+
+def tile_index(grid_shape: tuple[int, int], n: int, side: int, pad: int = 1,
+               cols: int | None = None) -> np.ndarray:  # fmt: skip
+    """Tile number under each pixel of a :func:`tile_grid` of ``n`` square tiles (-1 on padding)."""
+    cols = max(1, min(cols or math.ceil(math.sqrt(n)), n))
+    step = side + pad
+    rr, cc = np.indices(grid_shape)
+    unit = (rr // step) * cols + cc // step
+    inside = (rr % step < side) & (cc % step < side) & (unit < n)
+    return np.where(inside, unit, -1).astype(np.int16 if n < 2**15 else np.int32)

@@ -10,7 +10,7 @@ import numpy as np
 import streamlit as st
 import ui
 
-from fxcore.activations import conv_layers, overlay, shared_range
+from fxcore.activations import conv_layers, map_ranges, overlay
 from fxcore.analysis import ModelView, cam_layer
 from fxcore.faces import PreparedImage, prepare_upload
 from fxcore.inputs import capabilities, input_spec
@@ -51,10 +51,6 @@ def choose_image(exp: Experiment) -> tuple[PreparedImage, str, str] | None:
     return prepared, key, f"{upload.name}: {prepared.message}"
 
 
-def ranges(maps: list[np.ndarray], shared: bool) -> list[tuple[float, float]]:
-    return [shared_range(maps)] * len(maps) if shared else [shared_range([m]) for m in maps]
-
-
 def tiles(view: ModelView, lo: float, hi: float) -> np.ndarray:
     grid = tile_grid(view.top_maps, cols=4, pad=1)
     rgb = ui.colourise(grid, lo, hi)
@@ -64,10 +60,10 @@ def tiles(view: ModelView, lo: float, hi: float) -> np.ndarray:
 
 def render(runs: list[Run], views: list[ModelView], image: np.ndarray, shared: bool,
            negative: bool) -> None:  # fmt: skip
-    cm = ranges([v.channel_mean for v in views], shared)
-    top = ranges([v.top_maps for v in views], shared)
-    pos = ranges([v.cam_positive for v in views], shared)
-    neg = ranges([v.cam_negative for v in views], shared)
+    cm = map_ranges([v.channel_mean for v in views], shared)
+    top = map_ranges([v.top_maps for v in views], shared)
+    pos = map_ranges([v.cam_positive for v in views], shared)
+    neg = map_ranges([v.cam_negative for v in views], shared)
     for i, (col, run, view) in enumerate(zip(st.columns(len(views), gap="large"), runs, views)):
         with col:
             st.subheader(ui.run_label(i, run))

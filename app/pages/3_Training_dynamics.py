@@ -36,7 +36,7 @@ def weight_dynamics(exp: Experiment, runs: list[Run]) -> None:
     with st.spinner("Reading every epoch's weights…"):
         dyn = cache.dynamics(exp, runs)
     layers, epochs, table = (
-        ui.model_order(runs[0], dyn["layers"]),
+        runs[0].model_order(dyn["layers"]),
         list(dyn["epochs"]),
         dyn["layers"],
     )
@@ -93,7 +93,7 @@ def cka_section(exp: Experiment, runs: list[Run]) -> None:
     with st.spinner(f"Computing CKA on {n_probe} images for every epoch (cached on disk after "
                     "the first time)…"):  # fmt: skip
         res = cache.cka(exp, runs, n_probe)
-    layers, epochs = ui.model_order(runs[0], res["layers"]), list(res["epochs"])
+    layers, epochs = runs[0].model_order(res["layers"]), list(res["epochs"])
     m = np.array([res["layers"][k] for k in layers], float)
     st.caption(f"Minibatch linear CKA between L1's and L2's activations on {res['n_probe']} "
                "validation images; 1 = the same representation up to rotation and scale.")  # fmt: skip
