@@ -1,13 +1,15 @@
-"""fxcore app, Home page: ``streamlit run app/Home.py``.
+"""fxcore app, entry script: ``streamlit run app/Home.py``.
 
-The experiments found, their training curves and bad epochs; the built-in demo when there is none.
-The other pages live in ``app/pages/``; every page draws the same experiment picker in the sidebar
-(kept in the URL), so one choice holds for all of them.
+Declares the pages (``st.navigation``) and draws what they share: the page config and the
+experiment picker in the sidebar (kept in the URL), so one choice holds for all of them. The Home
+page itself: the experiments found, their training curves and bad epochs; the built-in demo when
+there is none. The other pages live in ``app/pages/``.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import cache
 import pandas as pd
@@ -125,8 +127,7 @@ def run_demo(root) -> None:
     st.rerun()
 
 
-def main() -> None:
-    ui.page_setup()
+def home() -> None:
     st.title("fxcore: identical networks, different labels")
     st.caption("K copies of one network share their initialisation and every batch, but learn "
                "different attributes. Pick an experiment in the sidebar; the other pages show "
@@ -148,7 +149,21 @@ def main() -> None:
         bad_epochs(exp)
     with st.expander("Configuration"):
         st.json(exp.info.get("config", {}), expanded=False)
+    cache.prewarm()  # after the page is drawn: the analysis pages' imports load in the background
 
 
-main()
-cache.prewarm()  # after the page is drawn: the analysis pages' imports load in the background
+def page(path: str, title: str, icon: str) -> st.Page:
+    """A page file of ``app/pages/``; its URL keeps the name it had as a file-based page."""
+    return st.Page(path, title=title, icon=icon, url_path=Path(path).stem.split("_", 1)[1])
+
+
+PAGES = {
+    "home": st.Page(home, title="Home", icon=":material/home:", default=True),
+    "features": page("pages/1_Feature_maps.py", "Feature maps", ":material/image_search:"),
+    "weights": page("pages/2_Weight_statistics.py", "Weight statistics", ":material/grid_on:"),
+    "dynamics": page("pages/3_Training_dynamics.py", "Training dynamics", ":material/timeline:"),
+    "dataset": page("pages/4_Dataset.py", "Dataset", ":material/dataset:"),
+}
+navigation = st.navigation(list(PAGES.values()))
+ui.page_setup(PAGES)
+navigation.run()

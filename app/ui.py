@@ -34,13 +34,7 @@ TRAIN_CELEBA = (
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp"]
 MAX_FIGURE_BYTES = 2_000_000
 DISPLAY_PX = 224  # small model inputs (32-64 px) are upscaled to this for display
-PAGES = {
-    "home": "Home.py",
-    "features": "pages/1_Feature_maps.py",
-    "weights": "pages/2_Weight_statistics.py",
-    "dynamics": "pages/3_Training_dynamics.py",
-    "dataset": "pages/4_Dataset.py",
-}
+PAGES: dict[str, st.Page] = {}  # key -> page, as app/Home.py declares them (st.navigation)
 
 
 # ---------------------------------------------------------------- errors
@@ -70,8 +64,9 @@ def guard(what: str) -> Iterator[None]:
 # ---------------------------------------------------------------- experiment selection
 
 
-def page_setup() -> None:
-    """Page config and the sidebar experiment picker; the first call of every page."""
+def page_setup(pages: dict[str, st.Page]) -> None:
+    """Page config and the sidebar experiment picker, drawn by the entry script for every page."""
+    PAGES.update(pages)
     st.set_page_config(page_title="fxcore", page_icon=":material/compare:", layout="wide")
     sidebar_experiment_picker()
 

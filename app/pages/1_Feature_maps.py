@@ -86,7 +86,6 @@ def render(runs: list[Run], views: list[ModelView], image: np.ndarray, shared: b
 
 
 def main() -> None:
-    ui.page_setup()
     st.title("Feature maps and Grad-CAM")
     exp = ui.current_experiment()
     runs = ui.pick_runs(exp, "fm")

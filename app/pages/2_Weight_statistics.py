@@ -103,7 +103,6 @@ def unit_tiles(runs: list[Run], key: str, lo: int, hi: int, shape: tuple[int, ..
 
 
 def main() -> None:
-    ui.page_setup()
     st.title("Weight statistics")
     st.caption("Per-weight mean and population variance over the chosen epochs, for each model "
                "and their difference. One colour scale per row: L1 and L2 share it; the "

@@ -137,7 +137,6 @@ def localisation_section(exp: Experiment, runs: list[Run]) -> None:
 
 
 def main() -> None:
-    ui.page_setup()
     st.title("Training dynamics")
     exp = ui.current_experiment()
     runs = ui.pick_runs(exp, "td")

@@ -101,7 +101,6 @@ def sample_grid(exp: Experiment, chosen: list[str]) -> None:
 
 
 def main() -> None:
-    ui.page_setup()
     st.title("Dataset")
     exp = ui.current_experiment()
     name = exp.info.get("dataset", exp.info.get("config", {}).get("dataset"))
