@@ -177,3 +177,14 @@ def test_stats_imports_neither_captum_nor_matplotlib_nor_opencv(tiny_root, tmp_p
             "--layer", "features.0.weight", "--out", str(out)]  # fmt: skip
     assert set(loaded_by(argv)) <= {"torch"}
     assert out.is_file()
+
+
+def test_modules_stay_small_and_the_library_has_no_streamlit() -> None:
+    from pathlib import Path
+
+    repo = Path(fxcore.__file__).parents[1]
+    for path in [*repo.glob("fxcore/*.py"), *repo.glob("app/*.py"), *repo.glob("app/pages/*.py")]:
+        lines = len(path.read_text().splitlines())
+        assert lines <= 350, f"{path.relative_to(repo)} has {lines} lines; split it by concept"
+    for path in repo.glob("fxcore/*.py"):
+        assert "import streamlit" not in path.read_text(), path.name
