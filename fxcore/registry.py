@@ -85,6 +85,8 @@ def dataset_summary(
     """
     import numpy as np
 
+    from fxcore.data import label_statistics
+
     splits: dict[str, int] = {}
     label_rows = []
     ds = load_dataset(name, split="train", root=root, attributes=attributes)
@@ -94,11 +96,12 @@ def dataset_summary(
         if len(ds):
             label_rows.append(ds.labels())
     labels = np.concatenate(label_rows) if label_rows else np.zeros((0, len(ds.attributes)))
+    binary = label_statistics(labels)["positive_rate"]
     rate: dict[str, Any] = {}
     for k, attr in enumerate(ds.attributes):
         col = labels[:, k]
         if ds.num_classes.get(attr, 2) == 2:
-            rate[attr] = float(col.mean()) if len(col) else float("nan")
+            rate[attr] = float(binary[k])
         else:
             rate[attr] = {int(c): float((col == c).mean()) for c in range(ds.num_classes[attr])}
     return {"dataset": name, "attributes": ds.attributes, "splits": splits, "positive_rate": rate}
