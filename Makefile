@@ -21,6 +21,7 @@ run: $(STAMP)
 ## long fault-injection chains (those are `make reliability`).
 test: $(STAMP)
 	$(BIN)/python -m ruff check fxcore app tests benchmarks
+	$(BIN)/python -m ruff format --check fxcore app tests benchmarks
 	$(BIN)/python -m pytest
 
 ## The long fault-injection checks: the seeded 20-point SIGKILL chain, the Ctrl-C chain and the

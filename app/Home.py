@@ -1,13 +1,16 @@
-"""fxcore app, Home page: ``streamlit run app/Home.py``.
+"""fxcore app, entry script: ``streamlit run app/Home.py``.
 
-The experiments found, their training curves and bad epochs; the built-in demo when there is none.
-The other pages live in ``app/pages/``; every page draws the same experiment picker in the sidebar
-(kept in the URL), so one choice holds for all of them.
+Declares the pages (``st.navigation``) and draws what they share: the page config and the
+experiment picker in the sidebar (kept in the URL), so one choice holds for all of them. The Home
+page itself: the experiments found, their training curves and bad epochs; the built-in demo when
+there is none. The other pages live in ``app/views/`` (not ``pages/``, which Streamlit would also
+register as file-based pages: AppTest would then run them without this entry script).
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import cache
 import live
@@ -144,8 +147,7 @@ def experiments_live() -> bool:
     return going
 
 
-def main() -> None:
-    ui.page_setup(follow=False)  # Home's live part follows runs itself
+def home() -> None:
     st.title("fxcore: identical networks, different labels")
     st.caption("K copies of one network share their initialisation and every batch, but learn "
                "different attributes. Pick an experiment in the sidebar; the other pages show "
@@ -161,7 +163,21 @@ def main() -> None:
     exp = cache.experiment(st.session_state.get("experiment")) or exps[0]
     with st.expander("Configuration"):
         st.json(exp.info.get("config", {}), expanded=False)
+    cache.prewarm()  # after the page is drawn: the analysis pages' imports load in the background
 
 
-main()
-cache.prewarm()  # after the page is drawn: the analysis pages' imports load in the background
+def page(path: str, title: str, icon: str) -> st.Page:
+    """A page file of ``app/views/`` (not ``pages/``: with ``st.navigation`` Streamlit ignores that folder, and AppTest would run its files without this entry script); its URL keeps the name it had as a file-based page."""
+    return st.Page(path, title=title, icon=icon, url_path=Path(path).stem.split("_", 1)[1])
+
+
+PAGES = {
+    "home": st.Page(home, title="Home", icon=":material/home:", default=True),
+    "features": page("views/1_Feature_maps.py", "Feature maps", ":material/image_search:"),
+    "weights": page("views/2_Weight_statistics.py", "Weight statistics", ":material/grid_on:"),
+    "dynamics": page("views/3_Training_dynamics.py", "Training dynamics", ":material/timeline:"),
+    "dataset": page("views/4_Dataset.py", "Dataset", ":material/dataset:"),
+}
+navigation = st.navigation(list(PAGES.values()))
+ui.page_setup(PAGES, follow=navigation.title != "Home")  # Home's live part follows runs itself
+navigation.run()

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import streamlit as st
 
-from fxcore.checkpoints import CheckpointError
-from fxcore.progress import PROGRESS_FILE
-from fxcore.runs import Experiment, Run, load_experiment, safe_child
+from fxcore.checkpoints import CheckpointError, files_stamp
+from fxcore.inputs import dataset_kwargs
+from fxcore.runs import Experiment, Run, experiment_stamp, load_experiment, safe_child
 
 if TYPE_CHECKING:
     from torch import nn
@@ -35,13 +35,13 @@ if TYPE_CHECKING:
     from fxcore import analysis
     from fxcore.data import FxDataset
 
-# fxcore.analysis and fxcore.data pull in torch and captum (~2 s of imports); they are imported
+# torch, captum and the datasets (~2 s of imports) are imported
 # inside the functions that need them so the Home page, which only reads JSON, starts without
 # them. prewarm() loads them in the background once the first page is drawn.
 
 REPO = Path(__file__).resolve().parents[1]
 TTL = "1h"
-Stamp = tuple[tuple[str, int, int], ...]
+Stamp = tuple[tuple[str, int, int], ...]  # see fxcore.runs.experiment_stamp
 
 
 def checkpoints_root() -> Path:
@@ -51,41 +51,6 @@ def checkpoints_root() -> Path:
 
 
 # ---------------------------------------------------------------- stamps
-
-
-def _stat(path: Path) -> tuple[str, int, int]:
-    try:
-        s = path.stat()
-    except OSError:
-        return (path.name, -1, -1)
-    return (path.name, s.st_size, s.st_mtime_ns)
-
-
-def experiment_stamp(path: Path) -> Stamp:
-    """Size and mtime of every JSON/JSONL/safetensors file of an experiment (two levels deep).
-
-    progress.json is left out: it changes every few seconds while a run trains, its epochs don't.
-    """
-    out: list[tuple[str, int, int]] = []
-    try:
-        entries = sorted(Path(path).iterdir())
-    except OSError:
-        return ()
-    for p in entries:
-        if p.is_file() and p.suffix == ".json" and p.name != PROGRESS_FILE:
-            out.append(_stat(p))
-        elif p.is_dir() and not p.name.startswith("."):
-            try:
-                files = sorted(p.iterdir())
-            except OSError:
-                continue
-            out += [(f"{p.name}/{n}", sz, mt) for n, sz, mt in
-                    (_stat(f) for f in files if f.suffix in (".json", ".jsonl", ".safetensors"))]  # fmt: skip
-    return tuple(out)
-
-
-def files_stamp(paths: Sequence[Path]) -> Stamp:
-    return tuple((str(p), *_stat(Path(p))[1:]) for p in paths)
 
 
 # ---------------------------------------------------------------- experiments
@@ -186,21 +151,6 @@ def weight_maps(runs: Sequence[Run], key: str, lo: int, hi: int, mode: str = "me
     return _weight_maps(paths, key, lo, hi, mode, _epoch_stamp(runs, eps), runs)
 
 
-@st.cache_data(max_entries=16, ttl=TTL, show_spinner=False)
-def tensor_order(model_name: str, num_outputs: int) -> list[str]:
-    """State-dict names of an architecture in model order ([] for one fxcore cannot build)."""
-    import torch
-
-    from fxcore.models import build_model
-
-    try:
-        with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-            net = build_model(model_name, num_outputs=num_outputs)
-    except Exception:  # noqa: BLE001 - e.g. an imported architecture fxcore cannot build
-        return []
-    return list(net.state_dict())
-
-
 # ---------------------------------------------------------------- experiment-level measures
 
 
@@ -276,26 +226,16 @@ def prepared_upload(data: bytes, image_size: int, normalize: bool, crop_face: bo
 # ---------------------------------------------------------------- datasets
 
 
-def dataset_kwargs(cfg: dict[str, Any], split: str) -> dict[str, Any]:
-    """``load_dataset`` arguments that rebuild the experiment's data (as fxcore.train does)."""
-    kw: dict[str, Any] = {"root": cfg.get("data_root"), "attributes": cfg.get("attributes")}
-    if cfg.get("dataset") != "mnist":
-        kw["image_size"] = cfg.get("image_size", 64)
-    if split == "train" and cfg.get("dataset") == "synthfaces" and cfg.get("synth_train"):
-        kw["num_samples"] = cfg["synth_train"]
-    return kw
-
-
 @st.cache_resource(max_entries=6, ttl=TTL, show_spinner=False)
 def _dataset(name: str, split: str, frozen: tuple[tuple[str, Any], ...]) -> FxDataset:
-    from fxcore.data import load_dataset
+    from fxcore.registry import load_dataset
 
     kw = {k: (list(v) if isinstance(v, tuple) else v) for k, v in frozen}
     return load_dataset(name, split=split, **kw)
 
 
 def dataset(cfg: dict[str, Any], split: str = "val", **override: Any) -> FxDataset:
-    """The experiment's dataset split (shared; read-only use)."""
+    """The experiment's dataset split, as :mod:`fxcore.inputs` rebuilds it (shared; read-only)."""
     kw = {**dataset_kwargs(cfg, split), **override}
     frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kw.items()))
     return _dataset(str(cfg.get("dataset")), split, frozen)
@@ -324,25 +264,20 @@ def sample_grid(frozen_cfg: tuple, n: int) -> list[tuple[np.ndarray, dict[str, f
 
 
 @st.cache_data(max_entries=8, ttl=TTL, show_spinner=False)
-def label_matrix(frozen_cfg: tuple, attributes: tuple[str, ...], split: str) -> np.ndarray:
-    """Labels ``(N, K)`` of ``attributes`` over one split (no image is decoded)."""
-    cfg = dict(frozen_cfg)
-    return dataset(cfg, split, attributes=list(attributes)).labels()
+def _attribute_statistics(frozen_cfg: tuple, stamp: Stamp) -> dict[str, Any]:
+    from fxcore.inputs import attribute_statistics
+
+    return attribute_statistics(dict(frozen_cfg))
 
 
-@st.cache_data(max_entries=4, ttl=TTL, show_spinner=False)
-def _celeba_stats(root: str, stamp: Stamp) -> dict[str, Any]:
-    from fxcore.celeba_files import attribute_statistics
+def attribute_statistics(cfg: dict[str, Any]) -> dict[str, Any]:
+    """:func:`fxcore.inputs.attribute_statistics`, cached (CelebA also by its table's mtime)."""
+    stamp: Stamp = ()
+    if cfg.get("dataset") == "celeba" and cfg.get("data_root"):
+        from fxcore.celeba_files import ATTR_FILE, find_base
 
-    return attribute_statistics(root)
-
-
-def celeba_statistics(root: str) -> dict[str, Any]:
-    """Positive rates and co-occurrence of CelebA's 40 attributes (cached by the table's mtime)."""
-    from fxcore.celeba_files import ATTR_FILE, find_base
-
-    base = find_base(root)
-    return _celeba_stats(str(root), files_stamp([base / ATTR_FILE]))
+        stamp = files_stamp([find_base(cfg["data_root"]) / ATTR_FILE])
+    return _attribute_statistics(freeze(cfg), stamp)
 
 
 def freeze(cfg: dict[str, Any]) -> tuple:
@@ -367,8 +302,10 @@ _prewarmed = False
 
 def _import_heavy(delay_s: float) -> None:
     time.sleep(delay_s)
-    import fxcore.analysis  # noqa: F401 - torch, captum, the models
+    import fxcore.analysis  # noqa: F401 - the run store and the numerics
     import fxcore.faces  # noqa: F401 - OpenCV for uploads
+    import fxcore.gradcam  # noqa: F401 - torch, captum
+    import fxcore.models  # noqa: F401 - torchvision
 
 
 def prewarm(delay_s: float = 2.0) -> None:

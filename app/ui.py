@@ -7,7 +7,6 @@ them directly, e.g. the payload of a heatmap of a huge tensor.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -21,6 +20,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
+from fxcore.errors import FxcoreError, ImageInputError
 from fxcore.runs import Experiment, Run, common_epochs
 
 if TYPE_CHECKING:
@@ -35,23 +35,15 @@ TRAIN_CELEBA = (
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp"]
 MAX_FIGURE_BYTES = 2_000_000
 DISPLAY_PX = 224  # small model inputs (32-64 px) are upscaled to this for display
-STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
-PAGES = {
-    "home": "Home.py",
-    "features": "pages/1_Feature_maps.py",
-    "weights": "pages/2_Weight_statistics.py",
-    "dynamics": "pages/3_Training_dynamics.py",
-    "dataset": "pages/4_Dataset.py",
-}
+PAGES: dict[str, st.Page] = {}  # key -> page, as app/Home.py declares them (st.navigation)
 
 
 # ---------------------------------------------------------------- errors
 
 
 def is_image_error(exc: BaseException) -> bool:
-    """An ``fxcore.faces.ImageInputError`` (looked up only if fxcore.faces, i.e. torch, is loaded)."""
-    faces = sys.modules.get("fxcore.faces")
-    return faces is not None and isinstance(exc, faces.ImageInputError)
+    """An upload that is not a usable image (its message tells the user what to do)."""
+    return isinstance(exc, ImageInputError)
 
 
 @contextmanager
@@ -61,25 +53,25 @@ def guard(what: str) -> Iterator[None]:
         yield
     except ScriptControlException:  # st.stop / st.rerun must pass through
         raise
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback
-        if is_image_error(exc):
-            st.error(f"{what}: {exc}")
-            return
+    except FxcoreError as exc:  # written for the user: its message alone
+        if not is_image_error(exc):
+            log.warning("%s failed", what, exc_info=True)
+        st.error(f"{what}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a bug: still a message, never a traceback
         log.warning("%s failed", what, exc_info=True)
-        kind = type(exc).__name__
-        known = kind.endswith("Error") and type(exc).__module__.startswith("fxcore")
-        st.error(f"{what}: {exc}" if known else f"{what} failed ({kind}: {exc})")
+        st.error(f"{what} failed ({type(exc).__name__}: {exc})")
 
 
 # ---------------------------------------------------------------- experiment selection
 
 
-def page_setup(follow: bool = True) -> None:
-    """Page config and the sidebar experiment picker; the first call of every page.
+def page_setup(pages: dict[str, st.Page], follow: bool = True) -> None:
+    """Page config and the sidebar experiment picker, drawn by the entry script for every page.
 
     ``follow``: while the picked experiment trains, show its progress in the sidebar and rerun the
-    page when it saves an epoch (see :func:`live.sidebar_follow`).
+    page when it saves an epoch (see :func:`live.sidebar_follow`); Home follows runs itself.
     """
+    PAGES.update(pages)
     st.set_page_config(page_title="fxcore", page_icon=":material/compare:", layout="wide")
     sidebar_experiment_picker()
     if follow:
@@ -190,45 +182,6 @@ def epoch_picker(epochs: list[int], key: str, label: str = "Epoch") -> int:
         st.caption(f"{label}: {epochs[0]} (the only valid one)")
         return epochs[0]
     return int(st.select_slider(label, options=epochs, value=epochs[-1], key=key))
-
-
-def tensor_order(run: Run) -> list[str]:
-    """The run's tensor names in model order.
-
-    run.json lists tensors in the model's state-dict order (the trainer and the importer write it
-    so), so no model needs to be built, or torch imported, to order the layer pickers. Runs written
-    before that (alphabetical lists: a model order always has ``.weight`` before its ``.bias``)
-    get the order of the architecture instead.
-    """
-    names = list(run.shapes)
-    if len(names) > 1 and names == sorted(names):
-        built = cache.tensor_order(run.model, int(run.info.get("num_outputs", 1)))
-        return [k for k in built if k in run.shapes] + [k for k in names if k not in built]
-    return names
-
-
-def weight_keys(run: Run) -> list[str]:
-    """Trainable tensors of a run (BatchNorm running statistics left out), in model order."""
-    return [k for k in tensor_order(run) if not k.endswith(STAT_SUFFIXES)]
-
-
-def input_spec(exp: Experiment) -> tuple[int, bool, str]:
-    """(image size, ImageNet-normalise?, PIL mode) of the experiment's model inputs."""
-    cfg = exp.info.get("config", {})
-    if cfg.get("dataset", exp.info.get("dataset")) == "mnist":
-        return 28, False, "L"
-    default = 64 if exp.info.get("model", cfg.get("model")) == "vgg-mini" else 224
-    return int(cfg.get("image_size") or default), True, "RGB"
-
-
-def model_order(run: Run, names: Sequence[str]) -> list[str]:
-    """``names`` (weight keys or layer names such as ``features.3``) in the model's order."""
-    order = tensor_order(run)
-    rank: dict[str, int] = {}
-    for i, key in enumerate(order):
-        rank.setdefault(key, i)
-        rank.setdefault(key.rsplit(".", 1)[0], i)  # the layer owning this parameter
-    return sorted(names, key=lambda n: (rank.get(n, len(order)), n))
 
 
 # ---------------------------------------------------------------- uploads

@@ -62,7 +62,7 @@ def child_train(dataset: str, attrs: str, n: int, n_val: int, out: str) -> dict:
 
 def child_decode(dataset: str, n: int, n_val: int) -> dict:
     """Subprocess entry: open and decode the train and val splits once, as ``train`` does."""
-    from fxcore.data import load_dataset
+    from fxcore.registry import load_dataset
 
     kw = {"root": str(CELEBA) if dataset == "celeba" else None, "attributes": ATTRS,
           "image_size": 64}  # fmt: skip

@@ -23,10 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class ActivationError(ValueError):
-    """A layer or target cannot be analysed; the message says what to choose instead."""
-
+from fxcore.errors import ActivationError  # noqa: F401 - re-exported
 
 _LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
@@ -210,13 +207,18 @@ def shared_range(maps: Sequence[np.ndarray]) -> tuple[float, float]:
     return lo, hi if hi > lo else lo + 1.0
 
 
+def map_ranges(maps: Sequence[np.ndarray], shared: bool = True) -> list[tuple[float, float]]:
+    """The colour range of each map: one :func:`shared_range` for all, or one per map."""
+    return [shared_range(maps)] * len(maps) if shared else [shared_range([m]) for m in maps]
+
+
 def normalize_maps(maps: Sequence[np.ndarray], shared: bool = True) -> list[np.ndarray]:
     """Scale maps to [0, 1] with one range for all (``shared``) or a range per map.
 
     The range is :func:`shared_range` (anchored at 0 for non-negative maps), so with ``shared``
     a weak map stays dim next to a strong one instead of being stretched to full brightness.
     """
-    ranges = [shared_range(maps)] * len(maps) if shared else [shared_range([m]) for m in maps]
+    ranges = map_ranges(maps, shared)
     return [
         ((np.asarray(m, np.float32) - lo) / (hi - lo)).astype(np.float32)
         for m, (lo, hi) in zip(maps, ranges)

@@ -4,6 +4,9 @@ Glues the run store to the numerics in ``stats``, ``similarity`` and ``activatio
 measures (weight dynamics, CKA, attention localisation) are cached as JSON next to the experiment in
 ``<experiment>/.fxcore-cache/``, keyed by the parameters and by every epoch file's size and mtime,
 so a changed or re-trained run is never served stale numbers.
+
+Torch, Captum and the datasets are imported by the functions that run models, so the weight
+statistics (``stats``, the Weight statistics page) load numpy only.
 """
 
 from __future__ import annotations
@@ -12,20 +15,20 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from fxcore.activations import capture, last_conv_layer
-from fxcore.checkpoints import CheckpointError, atomic_write_json
-from fxcore.gradcam import explain_image, grad_cam_batch
+from fxcore.checkpoints import CheckpointError, atomic_write_json, file_stamp
+from fxcore.errors import DataError
+from fxcore.inputs import capabilities, load_split
 from fxcore.runs import Experiment, Run, common_epochs
 from fxcore.similarity import MinibatchCKA, localisation_shares, weight_dynamics
 from fxcore.stats import layout_2d, mean_var, pool_to_budget
 
-REGIONS = ("mouth", "eyes", "nose")
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 def pick_runs(exp: Experiment, names: Sequence[str] | None = None) -> list[Run]:
@@ -55,8 +58,8 @@ def _cache_key(
     h = hashlib.sha256(json.dumps([kind, params, list(epochs)], sort_keys=True).encode())
     for run in runs:
         for e in epochs:
-            st = run.epoch_path(e).stat()
-            h.update(f"{run.path.name}/{e}:{st.st_size}:{st.st_mtime_ns}".encode())
+            size, mtime = file_stamp(run.epoch_path(e))
+            h.update(f"{run.path.name}/{e}:{size}:{mtime}".encode())
     return f"{kind}-{h.hexdigest()[:20]}"
 
 
@@ -144,15 +147,11 @@ def dynamics(exp: Experiment, runs: Sequence[Run], keys: Sequence[str] | None = 
 
 def probe_set(exp: Experiment, n: int) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """The first ``n`` validation images of the experiment's dataset, and their region masks."""
-    from fxcore.data import DataError, load_dataset, uint8_to_input
+    from fxcore.data import REGIONS, uint8_to_input
 
-    cfg = exp.info.get("config", {})
-    if exp.info.get("dataset") in (None, "imported"):
+    if not capabilities(exp.info).probe_images:
         raise CheckpointError(f"{exp.name}: imported runs carry no dataset; no probe images")
-    kw: dict[str, Any] = {"root": cfg.get("data_root"), "attributes": cfg.get("attributes")}
-    if cfg.get("dataset") != "mnist":
-        kw["image_size"] = cfg.get("image_size", 64)
-    ds = load_dataset(cfg["dataset"], split="val", max_samples=n, **kw)
+    ds = load_split(exp.info, "val", max_samples=n)
     x = uint8_to_input(ds.images_uint8()[:n], ds.normalize)  # (N, C, S, S)
     masks: dict[str, np.ndarray] = {}
     if hasattr(ds, "region_masks"):
@@ -171,6 +170,10 @@ def cam_layer(model: nn.Module, image_size: int, min_side: int = 16) -> str:
     their neighbours, so region shares use the last conv at >= 16x16 (VGG-19 at 224 px: the last
     conv of block 4, 28x28; vgg-mini at 64 px: block 3, 16x16).
     """
+    from torch import nn
+
+    from fxcore.activations import last_conv_layer
+
     side, best = image_size, None
     for name, module in model.named_modules():
         if isinstance(module, nn.MaxPool2d):
@@ -182,19 +185,24 @@ def cam_layer(model: nn.Module, image_size: int, min_side: int = 16) -> str:
 
 def layer_names(model: nn.Module) -> list[str]:
     """Conv and linear layers, named like their weights (``features.0`` <-> ``features.0.weight``)."""
+    from torch import nn
+
     return [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
 
 
-@torch.no_grad()
 def _cka_epoch(ma: nn.Module, mb: nn.Module, x: torch.Tensor, layers: list[str], batch: int):
+    import torch
+
+    from fxcore.activations import capture
+
     accs = {name: MinibatchCKA() for name in layers}
     for i in range(0, len(x), batch):
         xb = x[i : i + batch]
         if len(xb) < 4:  # the unbiased HSIC needs n >= 4
             continue
-        with capture(ma, layers) as acts_a:
+        with torch.no_grad(), capture(ma, layers) as acts_a:
             ma(xb)
-        with capture(mb, layers) as acts_b:
+        with torch.no_grad(), capture(mb, layers) as acts_b:
             mb(xb)
         for name in layers:
             accs[name].update(acts_a[name].flatten(1).double().numpy(),
@@ -232,6 +240,8 @@ def localisation(exp: Experiment, runs: Sequence[Run], n_probe: int = 128,
     params = {"n_probe": n_probe, "runs": [r.name for r in runs]}
 
     def compute() -> dict:
+        from fxcore.gradcam import grad_cam_batch
+
         x, masks = probe_set(exp, n_probe)
         if not masks:
             return {"epochs": eps, "regions": [], "runs": {}, "note": "dataset has no face regions"}
@@ -260,9 +270,10 @@ def compare(exp: Experiment, run_names: Sequence[str] | None = None, n_probe: in
     runs = pick_runs(exp, run_names)
     result: dict[str, Any] = {"experiment": exp.name, "runs": [r.name for r in runs],
                               "dynamics": dynamics(exp, runs)}  # fmt: skip
-    if len(runs) >= 2 and exp.info.get("dataset") not in (None, "imported"):
+    can = capabilities(exp.info)
+    if len(runs) >= 2 and can.probe_images:
         result["cka"] = cka(exp, runs, n_probe=n_probe)
-    if exp.info.get("dataset") not in (None, "imported", "mnist"):
+    if can.face_regions:
         result["localisation"] = localisation(exp, runs, n_probe=n_probe)
     return result
 
@@ -292,6 +303,10 @@ def explain(models: Sequence[tuple[str, str, nn.Module]], x: torch.Tensor, layer
     Grad-CAM is taken at ``layer`` when it is a conv layer, else at :func:`cam_layer`. One
     forward and one backward per model (:func:`~fxcore.gradcam.explain_image`).
     """
+    from torch import nn
+
+    from fxcore.gradcam import explain_image
+
     views = []
     for run, attribute, model in models:
         module = dict(model.named_modules()).get(layer)

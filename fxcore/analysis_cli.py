@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from fxcore.argtypes import DEFAULT_ROOT, epoch_range, nonneg_int, positive_int
+
+
+def jsonable(obj: Any) -> Any:
+    """Replace NaN/inf with None so ``--json`` output is strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    return obj
 
 
 def _experiment(args: argparse.Namespace):
@@ -52,7 +67,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from fxcore.analysis import compare, pick_runs
-    from fxcore.cli import _jsonable
     from fxcore.runs import epochs_text
 
     exp = _experiment(args)
@@ -60,7 +74,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     result = compare(exp, args.runs, n_probe=args.probe)
     result["skipped_epochs"] = [{"run": r, "epoch": e, "reason": why} for r, e, why in skipped]
     if args.json:
-        print(json.dumps(_jsonable(result)))
+        print(json.dumps(jsonable(result)))
         return 0
     dyn = result["dynamics"]
     a, b = dyn["runs"]
@@ -85,6 +99,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from fxcore.analysis import explain, pick_runs
     from fxcore.checkpoints import CheckpointError
     from fxcore.faces import prepare_upload
+    from fxcore.inputs import input_spec
     from fxcore.runs import epochs_text
 
     exp = _experiment(args)
@@ -94,9 +109,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
             raise CheckpointError(f"epoch {args.epoch} of run {run.name} cannot be used: "
                                   f"{run.bad_epochs()[args.epoch]}; valid epochs: "
                                   f"{epochs_text(run.epochs())}")  # fmt: skip
-    cfg = exp.info.get("config", {})
-    prepared = prepare_upload(Path(args.image), image_size=int(cfg.get("image_size", 224)),
-                              normalize=cfg.get("dataset") != "mnist", crop_face=args.crop_face)  # fmt: skip
+    spec = input_spec(exp.info)
+    prepared = prepare_upload(Path(args.image), image_size=spec.image_size, normalize=spec.normalize,
+                              crop_face=args.crop_face, mode=spec.mode)  # fmt: skip
     models = [(r.name, r.attribute, r.build_model(args.epoch)) for r in runs]
     views = explain(models, prepared.tensor, args.layer, top_k=args.top_k)
     out = Path(args.out)
@@ -135,7 +150,6 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register the analysis sub-commands on the main parser."""
-    from fxcore.cli import DEFAULT_ROOT, _epoch_range, _nonneg_int, _positive_int
 
     def common(p: argparse.ArgumentParser, strict: bool = True) -> None:
         p.add_argument("experiment", help="experiment folder, or its name under --root")
@@ -149,24 +163,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     common(p)
     p.add_argument("--run", required=True, help="run name (attribute)")
     p.add_argument("--layer", required=True, help="tensor key, e.g. classifier.3.weight")
-    p.add_argument("--epochs", type=_epoch_range, default=(None, None), help="A:B inclusive")
+    p.add_argument("--epochs", type=epoch_range, default=(None, None), help="A:B inclusive")
     p.add_argument("--out", required=True, help="output .npz with arrays mean, var, epochs")
     p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("compare", help="drift, cosine, CKA and attention shares of two runs")
     common(p)
     p.add_argument("--runs", nargs=2, metavar=("R1", "R2"))
-    p.add_argument("--probe", type=_positive_int, default=128, help="probe images for CKA/CAM")
+    p.add_argument("--probe", type=positive_int, default=128, help="probe images for CKA/CAM")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("explain", help="feature maps and Grad-CAM of each model for one image")
     common(p, strict=False)
     p.add_argument("--image", required=True)
-    p.add_argument("--epoch", type=_nonneg_int, required=True)
+    p.add_argument("--epoch", type=nonneg_int, required=True)
     p.add_argument("--layer", required=True, help="module name, e.g. features.10")
     p.add_argument("--runs", nargs="+")
-    p.add_argument("--top-k", type=_positive_int, default=8)
+    p.add_argument("--top-k", type=positive_int, default=8)
     p.add_argument("--crop-face", action="store_true", help="detect the face and crop like CelebA")
     p.add_argument("--out", required=True, help="output folder for PNGs and predictions.json")
     p.set_defaults(func=cmd_explain)
@@ -176,5 +190,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--image", help="face for the feature-map figures (default: a probe image)")
     p.add_argument("--layer", help="VGG tensor for the mean/variance figures")
-    p.add_argument("--probe", type=_positive_int, default=64)
+    p.add_argument("--probe", type=positive_int, default=64)
     p.set_defaults(func=cmd_figures)

@@ -25,6 +25,7 @@ from fxcore.celeba_files import (
     read_table,
 )
 from fxcore.data import (
+    REGIONS,
     DataError,
     FxDataset,
     Sample,
@@ -34,7 +35,6 @@ from fxcore.data import (
 )
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
-REGIONS = ("mouth", "eyes", "nose")
 # The official aligned images are 178x218; landmark files refer to that frame.
 OFFICIAL_SIZE = (178, 218)
 # Mean aligned landmarks (x, y) over CelebA in the 178x218 frame, LANDMARK_NAMES order. They give

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fxcore.data import DataError
+from fxcore.data import DataError, label_statistics
 
 ATTR_FILE = "list_attr_celeba.txt"
 PARTITION_FILE = "list_eval_partition.txt"
@@ -200,10 +200,4 @@ def attribute_statistics(root: str | Path) -> dict[str, object]:
     never 1). This is the seed paper's Fig. 2.1.
     """
     t = read_table(root)
-    x = (t.attrs > 0).astype(np.float64)  # (M, 40)
-    rate = x.mean(0)
-    co = x.T @ x / len(x)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cond = np.where(rate[:, None] > 0, co / rate[:, None], np.nan)
-    return {"names": list(t.names), "positive_rate": rate, "cooccurrence": co,
-            "conditional": cond, "num_rows": len(x)}  # fmt: skip
+    return {"names": list(t.names), **label_statistics(t.attrs)}

@@ -21,22 +21,40 @@ import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fxcore.errors import CheckpointError  # noqa: F401 - re-exported
+
 if TYPE_CHECKING:  # torch is imported by the functions that make tensors: listing runs stays fast
     import torch
 
 FORMAT = "fxcore/1"
 EPOCH_RE = re.compile(r"^epoch_(\d{3,})\.safetensors$")
-_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
-                "U8": 1, "BOOL": 1}  # fmt: skip
+# safetensors dtype tag -> little-endian numpy dtype of the stored bytes (BF16 is widened on read)
+# and its size in bytes: the one table for the header check here and the readers in fxcore.stats.
+DTYPES = {
+    "F64": ("<f8", 8), "F32": ("<f4", 4), "F16": ("<f2", 2), "BF16": ("<u2", 2),
+    "I64": ("<i8", 8), "I32": ("<i4", 4), "I16": ("<i2", 2), "I8": ("i1", 1), "U8": ("u1", 1),
+    "BOOL": ("?", 1),
+}  # fmt: skip
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
-
-
-class CheckpointError(Exception):
-    """A checkpoint, run or experiment cannot be used; the message names the file and the problem."""
 
 
 def epoch_file(run_dir: Path, epoch: int) -> Path:
     return Path(run_dir) / f"epoch_{epoch:03d}.safetensors"
+
+
+def file_stamp(path: Path) -> tuple[int, int]:
+    """``(size, mtime_ns)`` of a file, ``(-1, -1)`` when it cannot be read: the key that makes
+    the disk cache and the app cache notice a changed or re-trained checkpoint."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return (-1, -1)
+    return (st.st_size, st.st_mtime_ns)
+
+
+def files_stamp(paths: Any) -> tuple[tuple[str, int, int], ...]:
+    """:func:`file_stamp` of each path, with the path."""
+    return tuple((str(p), *file_stamp(Path(p))) for p in paths)
 
 
 # ---------------------------------------------------------------- atomic writes
@@ -103,6 +121,17 @@ def append_jsonl(path: Path, row: dict[str, Any]) -> None:
         raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file of the store; anything else is a CheckpointError naming the file."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: unreadable or not valid JSON") from exc
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return obj
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     if not Path(path).is_file():
@@ -120,10 +149,11 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- validation
 
 
-def read_header(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+def _parse_header(path: Path) -> tuple[dict[str, Any], dict[str, str], int]:
     """Parse and check a safetensors header without reading tensor data.
 
-    Returns ``({name: {"dtype", "shape", "data_offsets"}}, metadata)``; raises CheckpointError for a
+    Returns ``({name: {"dtype", "shape", "data_offsets"}}, metadata, data start)``; raises
+    CheckpointError for a
     truncated file, random bytes, offsets beyond the end of the file or inconsistent sizes.
     """
     path = Path(path)
@@ -153,7 +183,7 @@ def read_header(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
             numel = 1
             for d in info["shape"]:
                 numel *= int(d)
-            expected = numel * _DTYPE_BYTES[info["dtype"]]
+            expected = numel * DTYPES[info["dtype"]][1]
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: malformed entry for tensor {name!r}") from exc
         if end > data_len:
@@ -163,7 +193,27 @@ def read_header(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
             )
         if end - start != expected:
             raise CheckpointError(f"{path}: tensor {name!r} size does not match its shape")
+    return header, meta, 8 + n
+
+
+def read_header(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The tensors and metadata of a validated safetensors header (see :func:`_parse_header`)."""
+    header, meta, _ = _parse_header(path)
     return header, meta
+
+
+def tensor_location(path: Path, key: str) -> tuple[tuple[int, ...], str, int]:
+    """``(shape, dtype tag, absolute byte offset)`` of one tensor in a validated file."""
+    header, _, start = _parse_header(path)
+    if key not in header:
+        names = ", ".join(list(header)[:8])
+        raise CheckpointError(f"tensor {key!r} is not in {path}; keys start with: {names}")
+    entry = header[key]
+    return (
+        tuple(int(d) for d in entry["shape"]),
+        entry["dtype"],
+        start + int(entry["data_offsets"][0]),
+    )
 
 
 def read_meta(path: Path) -> dict[str, Any]:
@@ -173,3 +223,77 @@ def read_meta(path: Path) -> dict[str, Any]:
         return json.loads(meta.get("fxcore", "{}"))
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: metadata field 'fxcore' is not valid JSON") from exc
+
+
+# ---------------------------------------------------------------- writing the store
+
+
+def _versions() -> dict[str, str]:
+    import torch
+
+    from fxcore import __version__
+
+    return {"fxcore_version": __version__, "torch_version": torch.__version__}
+
+
+def create_experiment(
+    path: Path, dataset: str, model: str, attributes: list[str], config: dict[str, Any],
+    **extra: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """Write ``experiment.json`` of a new experiment (its runs are named by attribute)."""
+    path = Path(path)
+    info = {"format": FORMAT, "name": path.name, "dataset": dataset, "model": model,
+            "attributes": list(attributes), "runs": list(attributes), "config": config,
+            **extra, **_versions()}  # fmt: skip
+    atomic_write_json(path / "experiment.json", info)
+    return info
+
+
+def add_run(path: Path, run: str, attribute: str, model: str, **defaults: Any) -> dict[str, Any]:
+    """Register one more run in ``experiment.json``, creating the file when absent."""
+    exp_json = Path(path) / "experiment.json"
+    info = read_json(exp_json) if exp_json.is_file() else {
+        "format": FORMAT, "name": Path(path).name, "model": model, "attributes": [], "runs": [],
+        **defaults,
+    }  # fmt: skip
+    if run not in info.setdefault("runs", []):
+        info["runs"].append(run)
+        info.setdefault("attributes", []).append(attribute)
+    atomic_write_json(exp_json, info)
+    return info
+
+
+def create_run(
+    run_dir: Path, attribute: str, model: str, dataset: str, num_outputs: int,
+    config: dict[str, Any], tensors: dict[str, list[int]], **extra: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """Write ``run.json`` (tensors in model order: the app's layer pickers read it so) and start
+    an empty metrics log."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    info = {"format": FORMAT, "experiment": run_dir.parent.name, "run": run_dir.name,
+            "attribute": attribute, "model": model, "dataset": dataset,
+            "num_outputs": num_outputs, "config": config, "tensors": tensors, **extra}  # fmt: skip
+    atomic_write_json(run_dir / "run.json", info)
+    return info
+
+
+def write_epoch(
+    run_dir: Path, epoch: int, state: dict[str, torch.Tensor], metrics: dict[str, Any] | None,
+    **meta: Any,
+) -> Path:  # fmt: skip
+    """Write one epoch: weights with their metadata, then (if given) the metrics row.
+
+    The row marks the epoch complete, so it is written last (crash safety); ``meta`` (run name,
+    config, data fingerprint, import source ...) goes into the checkpoint header with the epoch,
+    the metrics and the library versions.
+    """
+    path = epoch_file(run_dir, epoch)
+    header = {"epoch": epoch, **meta, **_versions()}
+    if metrics is not None:
+        header["metrics"] = metrics
+    save_checkpoint(path, state, header)
+    if metrics and epoch > 0:
+        append_jsonl(Path(run_dir) / "metrics.jsonl", metrics)
+    return path

@@ -3,22 +3,24 @@
 Every dataset yields ``(image, labels)``: ``image`` is a float32 tensor ``(C, H, W)`` already resized
 and normalised exactly as the model expects, ``labels`` is a float32 tensor ``(K,)`` holding one value
 per chosen attribute (0/1 for binary attributes, the class index for multi-class ones such as MNIST's
-``digit``). The same :func:`image_transform` prepares uploads in the app, so a face photo is fed to a
-model exactly as the training images were.
+``digit``). Uploads are prepared with the same :func:`prepare_pil` and :func:`to_tensor`
+(:mod:`fxcore.faces`), so a face photo is fed to a model exactly as the training images were.
+The sources (CelebA, SynthFaces, MNIST) subclass :class:`FxDataset`; :mod:`fxcore.registry` opens
+them by name.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+
+from fxcore.errors import DataError  # noqa: F401 - re-exported
 
 # ImageNet statistics: used whenever a model starts from ImageNet weights (and by default for faces,
 # so a scratch model and a pretrained one see the same input scale).
@@ -27,10 +29,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Landmark order shared by CelebA and SynthFaces (CelebA's list_landmarks_align_celeba.txt order).
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "left_mouth", "right_mouth")
-
-
-class DataError(Exception):
-    """A dataset cannot be read; the message says what is wrong and what to do."""
+# Face regions every face source draws masks for (CelebA from landmarks, SynthFaces from geometry).
+REGIONS = ("mouth", "eyes", "nose")
 
 
 @dataclass
@@ -91,15 +91,6 @@ def uint8_to_input(batch: torch.Tensor, normalize: bool) -> torch.Tensor:
         std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
         x = (x - mean) / std
     return x
-
-
-def image_transform(image_size: int, normalize: bool, mode: str = "RGB"):
-    """The exact training transform, as one callable PIL image -> tensor ``(C, H, W)``."""
-
-    def _apply(img: Image.Image) -> torch.Tensor:
-        return to_tensor(prepare_pil(img, image_size, mode), normalize)
-
-    return _apply
 
 
 class FxDataset(torch.utils.data.Dataset):
@@ -172,6 +163,24 @@ class FxDataset(torch.utils.data.Dataset):
         return x, torch.from_numpy(self.labels()[index])
 
 
+def label_statistics(labels: np.ndarray) -> dict[str, Any]:
+    """Positive rate of each binary label column and their co-occurrence.
+
+    ``cooccurrence[a, b] = P(a=1, b=1)``; ``conditional[a, b] = P(b=1 | a=1)`` (NaN if a is
+    never 1); ``phi[a, b]`` is the correlation of the two 0/1 columns (NaN for a constant one).
+    """
+    x = (np.asarray(labels) > 0).astype(np.float64)  # (N, K)
+    rate = x.mean(0) if len(x) else np.full(x.shape[1], np.nan)
+    co = x.T @ x / max(1, len(x))
+    spread = np.sqrt(rate * (1 - rate))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cond = np.where(rate[:, None] > 0, co / rate[:, None], np.nan)
+        den = spread[:, None] * spread[None, :]
+        phi = np.where(den > 0, (co - rate[:, None] * rate[None, :]) / den, np.nan)
+    return {"positive_rate": rate, "cooccurrence": co, "conditional": cond, "phi": phi,
+            "num_rows": len(x)}  # fmt: skip
+
+
 def fingerprint_of(*parts: Any) -> str:
     """Stable 16-hex-digit hash of JSON-able parts (ndarrays hashed by bytes)."""
     h = hashlib.sha256()
@@ -181,82 +190,3 @@ def fingerprint_of(*parts: Any) -> str:
         else:
             h.update(json.dumps(part, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
-
-
-DATASETS = ("celeba", "synthfaces", "mnist")
-DEFAULT_ATTRIBUTES = {
-    "celeba": ["Smiling", "Male"],
-    "synthfaces": ["Smiling", "Male"],
-    "mnist": ["digit"],
-}
-
-
-def load_dataset(
-    name: str,
-    split: str = "train",
-    root: str | Path | None = None,
-    attributes: Sequence[str] | None = None,
-    image_size: int | None = None,
-    normalize: bool = True,
-    seed: int = 0,
-    max_samples: int | None = None,
-    download: bool = False,
-    **kwargs: Any,
-) -> FxDataset:
-    """Open one split (``train``, ``val`` or ``test``) of a dataset by name.
-
-    ``max_samples`` keeps the first N items of the split (deterministic); SynthFaces takes its size
-    from ``kwargs['num_samples']`` per split.
-    """
-    name = name.lower()
-    attrs = list(attributes) if attributes else list(DEFAULT_ATTRIBUTES.get(name, []))
-    if name == "celeba":
-        from fxcore.celeba import CelebA
-
-        if root is None:
-            raise DataError("CelebA needs --data-root: the folder holding img_align_celeba/")
-        return CelebA(
-            root, split=split, attributes=attrs, image_size=image_size or 64,
-            normalize=normalize, seed=seed, max_samples=max_samples, download=download, **kwargs,
-        )  # fmt: skip
-    if name == "synthfaces":
-        from fxcore.synthfaces import SynthFaces
-
-        return SynthFaces(
-            split=split, attributes=attrs, image_size=image_size or 64, normalize=normalize,
-            seed=seed, max_samples=max_samples, **kwargs,
-        )  # fmt: skip
-    if name == "mnist":
-        from fxcore.mnist import MNIST
-
-        return MNIST(
-            root, split=split, attributes=attrs, max_samples=max_samples, download=download,
-            **kwargs,
-        )  # fmt: skip
-    raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-
-
-def dataset_summary(
-    name: str, root: str | Path | None = None, attributes: Sequence[str] | None = None
-) -> dict[str, Any]:
-    """Sample count per split and positive rate per chosen attribute over all splits.
-
-    For multi-class attributes the "positive rate" is reported per class as ``{class: fraction}``.
-    """
-    splits: dict[str, int] = {}
-    label_rows = []
-    ds = load_dataset(name, split="train", root=root, attributes=attributes)
-    for split in getattr(ds, "SPLITS", ("train", "val", "test")):  # MNIST has no separate val
-        ds = load_dataset(name, split=split, root=root, attributes=attributes)
-        splits[split] = len(ds)
-        if len(ds):
-            label_rows.append(ds.labels())
-    labels = np.concatenate(label_rows) if label_rows else np.zeros((0, len(ds.attributes)))
-    rate: dict[str, Any] = {}
-    for k, attr in enumerate(ds.attributes):
-        col = labels[:, k]
-        if ds.num_classes.get(attr, 2) == 2:
-            rate[attr] = float(col.mean()) if len(col) else float("nan")
-        else:
-            rate[attr] = {int(c): float((col == c).mean()) for c in range(ds.num_classes[attr])}
-    return {"dataset": name, "attributes": ds.attributes, "splits": splits, "positive_rate": rate}

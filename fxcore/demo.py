@@ -8,9 +8,10 @@ from pathlib import Path
 
 from fxcore.analysis import compare
 from fxcore.checkpoints import CheckpointError
+from fxcore.config import TrainConfig
 from fxcore.data import DataError
 from fxcore.runs import load_experiment
-from fxcore.train import TrainConfig, train
+from fxcore.train import train
 
 # SynthFaces pair: the project's two default attributes on the embedded face generator.
 SYNTH = TrainConfig(

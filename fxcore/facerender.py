@@ -12,10 +12,11 @@ import math
 
 import numpy as np
 
+from fxcore.data import REGIONS as FACE_REGIONS
 from fxcore.data import DataError
 
 ATTRIBUTES = ("Smiling", "Male", "Eyes_Open", "Bangs", "Rosy_Cheeks")
-REGIONS = ("mouth", "eyes", "nose", "glasses")  # generic regions besides one per attribute
+REGIONS = (*FACE_REGIONS, "glasses")  # generic regions besides one per attribute
 # Columns of U: the attributes, then nuisances, then RGB triples (one uniform each).
 COLS = ATTRIBUTES + (
     "glasses", "open", "cx", "cy", "scale", "angle", "skin", "skin_h", "hair", "hair_v", "bg_dir",

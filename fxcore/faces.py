@@ -20,6 +20,7 @@ import torch
 from PIL import Image, ImageOps
 
 from fxcore.data import prepare_pil, square_crop_box, to_tensor
+from fxcore.errors import FaceDetectorUnavailable, ImageInputError  # noqa: F401 - re-exported
 
 MIN_SIDE = 8  # smaller images carry no usable detail (and break pooling layers)
 MAX_PIXELS = 40_000_000
@@ -35,14 +36,6 @@ SIDE_FACTOR = 1.7
 SHIFT_UP = 0.14
 DETECT_MAX_SIDE = 640  # larger photos are downscaled for the cascade (speed; faces stay > 24 px)
 DETECT_MIN_SIDE = 256  # smaller ones are upscaled so a face exceeds the cascade's 24 px window
-
-
-class ImageInputError(ValueError):
-    """An upload is not a usable image; the message tells the user what to do."""
-
-
-class FaceDetectorUnavailable(RuntimeError):
-    """OpenCV's Haar face cascade cannot be loaded (e.g. OpenCV 5 dropped it)."""
 
 
 def _upload_formats() -> tuple[str, ...]:

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fxcore import analysis  # noqa: E402
+from fxcore.inputs import attribute_statistics, capabilities, input_spec  # noqa: E402
 from fxcore.runs import Experiment  # noqa: E402
 from fxcore.stats import mnist_unit_tiles, tile_grid  # noqa: E402
 
@@ -28,25 +29,8 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 
 def attribute_rates(exp: Experiment, out: Path) -> Path:
     """Fig. 2.1: positive rate of every attribute of the experiment's dataset."""
-    from fxcore.data import load_dataset
-
-    cfg = exp.info.get("config", {})
-    name = cfg.get("dataset")
-    if name == "celeba":
-        from fxcore.celeba_files import attribute_statistics
-
-        st = attribute_statistics(cfg["data_root"])
-        names, rates = list(st["names"]), np.asarray(st["positive_rate"])
-    else:
-        ds = load_dataset(name, split="train", root=cfg.get("data_root"), attributes=None)
-        every = list(ds.all_attributes)
-        if name == "mnist":
-            ds = load_dataset(name, split="train", root=cfg.get("data_root"), attributes=["digit"])
-            counts = np.bincount(ds.labels()[:, 0].astype(int), minlength=10)
-            names, rates = [str(i) for i in range(10)], counts / counts.sum()
-        else:
-            ds = load_dataset(name, split="train", attributes=every, image_size=16)
-            names, rates = every, ds.labels().mean(0)
+    st = attribute_statistics(exp.info)
+    name, names, rates = st["dataset"], st["names"], np.asarray(st["positive_rate"])
     fig, ax = plt.subplots(figsize=(max(5, 0.28 * len(names) + 2), 3.6))
     chosen = set(exp.info.get("attributes", []))
     ax.bar(names, rates, color=["tab:red" if n in chosen else "tab:blue" for n in names])
@@ -73,8 +57,8 @@ def feature_map_figures(
     if image:
         from fxcore.faces import prepare_upload
 
-        size = int(exp.info.get("config", {}).get("image_size", 224))
-        x = prepare_upload(Path(image), image_size=size, normalize=True).tensor
+        spec = input_spec(exp.info)
+        x = prepare_upload(Path(image), spec.image_size, spec.normalize, mode=spec.mode).tensor
     else:
         x, _ = analysis.probe_set(exp, 1)
     picks = [convs[int(i)] for i in np.linspace(0, len(convs) - 1, n_layers).round()]
@@ -153,7 +137,8 @@ def dynamics_figures(exp: Experiment, out: Path, n_probe: int) -> list[Path]:
         ax.set_title(title)
     axes[0].legend()
     paths.append(_save(fig, out / "drift_by_layer.png"))
-    if len(runs) < 2 or exp.info.get("dataset") in (None, "imported"):
+    can = capabilities(exp.info)
+    if len(runs) < 2 or not can.probe_images:
         return paths
     res = analysis.cka(exp, runs, n_probe=n_probe)
     names = list(res["layers"])
@@ -168,7 +153,7 @@ def dynamics_figures(exp: Experiment, out: Path, n_probe: int) -> list[Path]:
     )
     plt.colorbar(im, ax=ax)
     paths.append(_save(fig, out / "cka_layer_epoch.png"))
-    if exp.info.get("dataset") == "mnist":
+    if not can.face_regions:
         return paths
     loc = analysis.localisation(exp, runs, n_probe=n_probe)
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -188,7 +173,7 @@ def write_figures(exp: Experiment, out: Path, image: str | None = None, layer: s
     """Write every figure that applies to ``exp`` into ``out``; returns the paths written."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [attribute_rates(exp, out)]
-    if exp.info.get("dataset") != "mnist":
+    if capabilities(exp.info).conv_layers:
         paths += feature_map_figures(exp, out, image)
     paths += weight_figures(exp, out, layer)
     paths += dynamics_figures(exp, out, n_probe)

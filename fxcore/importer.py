@@ -7,16 +7,8 @@ from pathlib import Path
 
 import torch
 
-from fxcore import __version__
-from fxcore.checkpoints import (
-    FORMAT,
-    CheckpointError,
-    atomic_write_json,
-    epoch_file,
-    save_checkpoint,
-)
+from fxcore.checkpoints import CheckpointError, add_run, create_run, write_epoch
 from fxcore.models import build_model, num_outputs_from_state
-from fxcore.runs import _load_json
 
 _SUFFIXES = (".pt", ".pth", ".safetensors")
 
@@ -101,22 +93,10 @@ def import_run(src: Path, model_name: str, run_dir: Path, attribute: str | None 
         state = {
             k: state[k].float() if state[k].is_floating_point() else state[k] for k in expected
         }
-        meta = {"epoch": epoch, "run": attribute, "imported_from": files[epoch].name,
-                "fxcore_version": __version__, "torch_version": torch.__version__}  # fmt: skip
-        save_checkpoint(epoch_file(run_dir, epoch), state, meta)
-    atomic_write_json(run_dir / "run.json", {
-        "format": FORMAT, "experiment": run_dir.parent.name, "run": run_dir.name,
-        "attribute": attribute, "model": model_name, "dataset": "imported", "num_outputs": n_out,
-        "config": {"model": model_name, "imported_from": str(src)}, "tensors": expected,
-        "epochs": sorted(files),
-    })  # fmt: skip
-    exp_json = run_dir.parent / "experiment.json"
-    info = _load_json(exp_json) if exp_json.is_file() else {
-        "format": FORMAT, "name": run_dir.parent.name, "dataset": "imported", "model": model_name,
-        "attributes": [], "runs": [], "config": {"model": model_name},
-    }  # fmt: skip
-    if run_dir.name not in info.setdefault("runs", []):
-        info["runs"].append(run_dir.name)
-        info.setdefault("attributes", []).append(attribute)
-    atomic_write_json(exp_json, info)
+        write_epoch(run_dir, epoch, state, None, run=attribute,
+                    imported_from=files[epoch].name)  # fmt: skip
+    create_run(run_dir, attribute, model_name, "imported", n_out,
+               {"model": model_name, "imported_from": str(src)}, expected, epochs=sorted(files))  # fmt: skip
+    add_run(run_dir.parent, run_dir.name, attribute, model_name, dataset="imported",
+            config={"model": model_name})  # fmt: skip
     return run_dir

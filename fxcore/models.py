@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-VGG_NAMES = ("vgg11", "vgg13", "vgg16", "vgg19")
-MODEL_NAMES = (*VGG_NAMES, "vgg-mini", "fcnn3")
+from fxcore.errors import ModelError  # noqa: F401 - re-exported
+from fxcore.registry import MODEL_NAMES, VGG_NAMES  # noqa: F401 - re-exported
 
 # torchvision's VGG configurations (numbers = conv widths, "M" = 2x2 max-pool).
 _CFGS: dict[str, list[int | str]] = {
@@ -42,10 +42,6 @@ _CFGS: dict[str, list[int | str]] = {
     "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M"]
     + [512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
 }
-
-
-class ModelError(Exception):
-    """A model cannot be built or its weights cannot be loaded; the message says what to do."""
 
 
 class VGGMini(nn.Module):
@@ -173,18 +169,6 @@ def build_model(
     if name == "fcnn3":
         return FCNN3(num_outputs)
     raise ModelError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
-
-
-def weight_tensors(
-    model_or_state: nn.Module | dict[str, torch.Tensor],
-) -> list[tuple[str, tuple[int, ...]]]:
-    """Trainable weight tensors by name with shape (the app's layer picker), in model order."""
-    if isinstance(model_or_state, nn.Module):
-        items = [(k, tuple(p.shape)) for k, p in model_or_state.named_parameters()]
-    else:
-        items = [(k, tuple(v.shape)) for k, v in model_or_state.items() if v.is_floating_point()]
-        items = [(k, s) for k, s in items if not k.endswith(("running_mean", "running_var"))]
-    return items
 
 
 def num_outputs_from_state(state_shapes: dict[str, tuple[int, ...]]) -> int:

@@ -18,13 +18,11 @@ from fxcore.checkpoints import (
     epoch_file,
     read_jsonl,
 )
+from fxcore.config import RESUMABLE_KEYS
 from fxcore.runs import load_experiment
 
 if TYPE_CHECKING:
-    from fxcore.train import TrainConfig
-
-# Config keys that may change between a run and its resumption without changing the results' meaning.
-RESUMABLE_KEYS = {"epochs", "device", "workers", "progress"}
+    from fxcore.config import TrainConfig
 
 
 def prepare_out(out: Path, cfg: TrainConfig, resume: bool, force: bool) -> int:

@@ -6,7 +6,7 @@ bad epochs instead of failing; listing experiments reads JSON only, so it needs 
 
 from __future__ import annotations
 
-import json
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,14 +16,35 @@ from fxcore.checkpoints import (
     EPOCH_RE,
     CheckpointError,
     epoch_file,
+    file_stamp,
     read_header,
+    read_json,
     read_jsonl,
     read_meta,
 )
-from fxcore.progress import state_fields
+from fxcore.errors import FxcoreError
+from fxcore.progress import PROGRESS_FILE, state_fields
 
 if TYPE_CHECKING:  # torch is imported by the functions that make tensors: listing runs stays fast
     import torch
+
+
+STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")  # BatchNorm buffers
+
+
+@functools.lru_cache(maxsize=16)
+def architecture_order(model_name: str, num_outputs: int) -> tuple[str, ...]:
+    """State-dict names of an architecture in model order (empty for one fxcore cannot build)."""
+    import torch
+
+    from fxcore.models import build_model
+
+    try:
+        with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+            net = build_model(model_name, num_outputs=num_outputs)
+    except (FxcoreError, RuntimeError, ValueError):
+        return ()
+    return tuple(net.state_dict())
 
 
 def safe_child(root: Path, name: str) -> Path:
@@ -71,6 +92,33 @@ class Run:
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {k: tuple(v) for k, v in self.info.get("tensors", {}).items()}
+
+    def tensor_order(self) -> list[str]:
+        """The run's tensor names in model order.
+
+        run.json lists tensors in the model's state-dict order (the store writes it so), so no
+        model is built, or torch imported, to order the layer pickers. Runs written before that
+        (alphabetical lists: a model order always has ``.weight`` before its ``.bias``) get the
+        order of the architecture instead.
+        """
+        names = list(self.shapes)
+        if len(names) > 1 and names == sorted(names):
+            built = architecture_order(self.model, int(self.info.get("num_outputs", 1)))
+            return [k for k in built if k in self.shapes] + [k for k in names if k not in built]
+        return names
+
+    def weight_keys(self) -> list[str]:
+        """Trainable tensors (BatchNorm running statistics left out), in model order."""
+        return [k for k in self.tensor_order() if not k.endswith(STAT_SUFFIXES)]
+
+    def model_order(self, names: Iterable[str]) -> list[str]:
+        """``names`` (weight keys or layer names such as ``features.3``) in the model's order."""
+        order = self.tensor_order()
+        rank: dict[str, int] = {}
+        for i, key in enumerate(order):
+            rank.setdefault(key, i)
+            rank.setdefault(key.rsplit(".", 1)[0], i)  # the layer owning this parameter
+        return sorted(names, key=lambda n: (rank.get(n, len(order)), n))
 
     def epoch_path(self, epoch: int) -> Path:
         return epoch_file(self.path, epoch)
@@ -134,9 +182,6 @@ class Run:
     def metrics(self) -> list[dict[str, Any]]:
         return read_jsonl(self.path / "metrics.jsonl")
 
-    def tensor_names(self) -> dict[str, tuple[int, ...]]:
-        return self.shapes
-
     def read_tensor(self, epoch: int, key: str) -> torch.Tensor:
         """One tensor at one epoch, memory-mapped: the other tensors are never read."""
         from safetensors import safe_open
@@ -188,28 +233,18 @@ class Experiment:
         )
 
 
-def _load_json(path: Path) -> dict[str, Any]:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: unreadable or not valid JSON") from exc
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return obj
-
-
 def load_experiment(path: Path) -> Experiment:
     """Open an experiment folder (its runs are listed in experiment.json, or found as subfolders)."""
     path = Path(path)
     if not (path / "experiment.json").is_file():
         raise CheckpointError(f"{path}: not an experiment folder (no experiment.json)")
-    info = _load_json(path / "experiment.json")
+    info = read_json(path / "experiment.json")
     names = info.get("runs") or sorted(p.name for p in path.iterdir() if (p / "run.json").is_file())
     runs = []
     for name in names:
         run_dir = safe_child(path, str(name))
         if (run_dir / "run.json").is_file():
-            runs.append(Run(run_dir, path.name, _load_json(run_dir / "run.json")))
+            runs.append(Run(run_dir, path.name, read_json(run_dir / "run.json")))
     return Experiment(path, info, runs)
 
 
@@ -284,3 +319,30 @@ def epochs_text(epochs: Iterable[int]) -> str:
     if eps == list(range(eps[0], eps[-1] + 1)):
         return f"{eps[0]}–{eps[-1]}" if len(eps) > 1 else str(eps[0])
     return ", ".join(map(str, eps))
+
+
+def _named_stamp(path: Path) -> tuple[str, int, int]:
+    return (path.name, *file_stamp(path))
+
+
+def experiment_stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """Size and mtime of every JSON/JSONL/safetensors file of an experiment (two levels deep).
+
+    progress.json is left out: it changes every few seconds while a run trains, its epochs don't.
+    """
+    out: list[tuple[str, int, int]] = []
+    try:
+        entries = sorted(Path(path).iterdir())
+    except OSError:
+        return ()
+    for p in entries:
+        if p.is_file() and p.suffix == ".json" and p.name != PROGRESS_FILE:
+            out.append(_named_stamp(p))
+        elif p.is_dir() and not p.name.startswith("."):
+            try:
+                files = sorted(p.iterdir())
+            except OSError:
+                continue
+            out += [(f"{p.name}/{n}", sz, mt) for n, sz, mt in
+                    (_named_stamp(f) for f in files if f.suffix in (".json", ".jsonl", ".safetensors"))]  # fmt: skip
+    return tuple(out)

@@ -16,13 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from fxcore.errors import SimilarityError  # noqa: F401 - re-exported
 from fxcore.stats import PathLike, block_ranges, epoch_infos, open_fds, read_block
 
 _BLOCK_ELEMS = 65_536
-
-
-class SimilarityError(Exception):
-    """Inputs to a similarity measure do not fit; the message says what to do."""
 
 
 def _dynamics(runs: Sequence[Sequence[PathLike]], key: str, cross: bool) -> dict[str, np.ndarray]:

@@ -11,7 +11,6 @@ budget (:func:`pool_to_budget`) or cut a full-resolution window from it (:func:`
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -23,18 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from fxcore.checkpoints import DTYPES, CheckpointError, tensor_location
+from fxcore.errors import StatsError  # noqa: F401 - re-exported
+
 PathLike = str | os.PathLike[str]
 
-# safetensors dtype tag -> little-endian numpy dtype of the stored bytes (BF16 is widened on read).
-_DTYPES = {
-    "F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4",
-    "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?",
-}  # fmt: skip
 _BLOCK_ELEMS = 32_768  # 128 KiB of float32 per epoch: E blocks + float64 work stay in L2/L3
-
-
-class StatsError(Exception):
-    """A checkpoint tensor cannot be read or the inputs do not fit; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -52,31 +45,12 @@ class TensorInfo:
 
 
 def tensor_info(path: PathLike, key: str) -> TensorInfo:
-    """Parse the safetensors header of ``path`` and locate ``key`` (validated against file size)."""
-    p = Path(path)
+    """Locate ``key`` in ``path`` with the store's validated header parser."""
     try:
-        size = p.stat().st_size
-        with open(p, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            if not 2 <= n <= min(100_000_000, size - 8):
-                raise StatsError(f"{p} is not a safetensors file (bad header length); re-save it.")
-            header = json.loads(f.read(n))
-    except (OSError, ValueError) as exc:
-        raise StatsError(f"cannot read checkpoint {p}: {exc}") from exc
-    if not isinstance(header, dict):
-        raise StatsError(f"{p} is not a safetensors file (bad header); re-save it.")
-    if key not in header or key == "__metadata__":
-        names = ", ".join(k for k in list(header)[:8] if k != "__metadata__")
-        raise StatsError(f"tensor {key!r} is not in {p}; keys start with: {names}")
-    entry = header[key]
-    dtype, shape = entry.get("dtype"), tuple(int(s) for s in entry.get("shape", ()))
-    if dtype not in _DTYPES:
-        raise StatsError(f"tensor {key!r} in {p} has unsupported dtype {dtype}; save it as F32.")
-    begin, end = (int(v) for v in entry.get("data_offsets", (-1, -1)))
-    expected = math.prod(shape) * np.dtype(_DTYPES[dtype]).itemsize
-    if end - begin != expected or begin < 0 or 8 + n + end > size:
-        raise StatsError(f"tensor {key!r} in {p} has inconsistent offsets; the file is corrupt.")
-    return TensorInfo(p, shape, dtype, 8 + n + begin)
+        shape, dtype, offset = tensor_location(Path(path), key)
+    except CheckpointError as exc:
+        raise StatsError(str(exc)) from exc
+    return TensorInfo(Path(path), shape, dtype, offset)
 
 
 def epoch_infos(paths: Sequence[PathLike], key: str) -> list[TensorInfo]:
@@ -99,7 +73,7 @@ def read_block(fd: int, info: TensorInfo, start: int, stop: int, out: np.ndarray
     ``out`` is a 1-D array of length ``stop - start``; values are cast into it. Positional reads
     (no seek) let threads share one descriptor per file.
     """
-    raw = np.empty(stop - start, dtype=_DTYPES[info.dtype])  # small: one block of one epoch
+    raw = np.empty(stop - start, dtype=DTYPES[info.dtype][0])  # small: one block of one epoch
     view = memoryview(raw).cast("B")
     pos, got = info.offset + start * raw.itemsize, 0
     while got < len(view):  # reads may come back short
@@ -225,6 +199,15 @@ def layout_2d(t: np.ndarray) -> np.ndarray:
     raise StatsError(f"cannot lay out a {t.ndim}-D tensor {t.shape}; expected at most 4 dims.")
 
 
+def layout_shape(shape: tuple[int, ...]) -> tuple[int, int]:
+    """Shape of :func:`layout_2d` of a tensor of ``shape``, without the tensor."""
+    if len(shape) <= 1:
+        return 1, math.prod(shape)
+    if len(shape) == 4:
+        return shape[0] * shape[2], shape[1] * shape[3]
+    return shape[0], math.prod(shape[1:])
+
+
 def pool_to_budget(
     m2d: np.ndarray, budget: tuple[int, int] = (512, 512), mode: str = "mean"
 ) -> tuple[np.ndarray, tuple[int, int]]:
@@ -326,3 +309,14 @@ def tile_grid(
     grid = cells.reshape(rows, cols, h + pad, w + pad).transpose(0, 2, 1, 3)
     grid = grid.reshape(rows * (h + pad), cols * (w + pad))
     return grid[: grid.shape[0] - pad, : grid.shape[1] - pad]
+
+
+def tile_index(grid_shape: tuple[int, int], n: int, side: int, pad: int = 1,
+               cols: int | None = None) -> np.ndarray:  # fmt: skip
+    """Tile number under each pixel of a :func:`tile_grid` of ``n`` square tiles (-1 on padding)."""
+    cols = max(1, min(cols or math.ceil(math.sqrt(n)), n))
+    step = side + pad
+    rr, cc = np.indices(grid_shape)
+    unit = (rr // step) * cols + cc // step
+    inside = (rr % step < side) & (cc % step < side) & (unit < n)
+    return np.where(inside, unit, -1).astype(np.int16 if n < 2**15 else np.int32)

@@ -15,76 +15,35 @@ from __future__ import annotations
 import copy
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from fxcore import __version__
 from fxcore.batches import Dist, epoch_order, iterate_batches, plan_batches
 from fxcore.checkpoints import (
-    FORMAT,
     CheckpointError,
-    append_jsonl,
-    atomic_write_json,
+    create_experiment,
+    create_run,
     epoch_file,
-    save_checkpoint,
+    write_epoch,
 )
-from fxcore.data import load_dataset, uint8_to_input
+from fxcore.config import TrainConfig  # noqa: F401 - re-exported (tests, benchmarks)
+from fxcore.data import uint8_to_input
+from fxcore.errors import DeviceError, TrainingInterrupted  # noqa: F401 - re-exported
+from fxcore.inputs import load_split
 from fxcore.metrics import autocast, compute_loss, evaluate, task_loss
 from fxcore.models import VGG_NAMES, ModelError, build_model
 from fxcore.optim_state import load_optimizer, save_optimizer
 from fxcore.progress import ProgressWriter
 from fxcore.resume import (
-    RESUMABLE_KEYS,
     complete_epoch,
     drop_temp,
     prepare_out,
     rollback,
     settle,
 )
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines an experiment (saved in experiment.json and every checkpoint)."""
-
-    dataset: str = "celeba"  # image source: celeba | synthfaces | mnist
-    data_root: str | None = (
-        None  # dataset folder (CelebA official layout / MNIST IDX); None = bundled
-    )
-    attributes: list[str] = field(
-        default_factory=lambda: ["Smiling", "Male"]
-    )  # one run per attribute
-    model: str = "vgg19"  # architecture shared by all runs (seed paper: VGG-19)
-    epochs: int = 10  # epochs to train (checkpoints epoch_000..epoch_N)
-    batch_size: int = 16  # global batch size (seed paper: 16)
-    lr: float = 1e-3  # Adam learning rate (seed paper: 1e-3)
-    loss: str = "auto"  # auto = BCE on one logit for binary, MSE on one-hot for multi-class (seed)
-    image_size: int = 224  # square input side in pixels (VGG's native 224; vgg-mini uses 64)
-    seed: int = 0  # fixes the shared init, the data order and dropout
-    pretrained: str = "auto"  # ImageNet weights for VGG: auto (when available) | yes | no
-    weights: str | None = None  # local .safetensors with ImageNet weights (offline pretrained)
-    max_train: int | None = None  # keep only the first N training images (quick experiments)
-    max_val: int | None = None  # keep only the first N validation images
-    val_fraction: float = 0.1  # carved from train when the official val split has no images
-    synth_train: int | None = None  # SynthFaces training-set size (None = its default)
-    device: str = "auto"  # auto = cuda, then mps, then cpu
-    amp: str = "none"  # none | bf16 (autocast on CUDA only)
-    channels_last: bool = False  # NHWC memory format (faster convs on CUDA tensor cores)
-    workers: int = 2  # DataLoader workers when images are streamed from disk
-    cache_gb: float = 4.0  # decode the whole split into memory once when it fits in this budget
-    progress: bool = True  # show a progress bar per epoch
-
-    def shared(self) -> dict[str, Any]:
-        """The config keys that must match for a resumed or extended experiment."""
-        return {k: v for k, v in asdict(self).items() if k not in RESUMABLE_KEYS}
-
-
-class DeviceError(RuntimeError):
-    """The requested --device is not available on this machine."""
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -104,10 +63,6 @@ def pick_device(name: str = "auto") -> torch.device:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-class TrainingInterrupted(Exception):
-    """Ctrl-C: the last complete epoch is on disk; the message says how to resume."""
 
 
 def _initial_model(cfg: TrainConfig, n_out: int) -> tuple[nn.Module, bool]:
@@ -153,14 +108,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
         raise problem
 
     # The data (SynthFaces pixels, CelebA's carved val split) does not depend on the training seed.
-    kw = dict(root=cfg.data_root, attributes=cfg.attributes)
-    if cfg.dataset != "mnist":
-        kw.update(image_size=cfg.image_size)
-    train_kw = dict(kw, max_samples=cfg.max_train)
-    if cfg.dataset == "synthfaces" and cfg.synth_train:
-        train_kw["num_samples"] = cfg.synth_train
-    ds_train = load_dataset(cfg.dataset, split="train", **train_kw)
-    ds_val = load_dataset(cfg.dataset, split="val", **dict(kw, max_samples=cfg.max_val))
+    ds_train = load_split(asdict(cfg), "train", max_samples=cfg.max_train)
+    ds_val = load_split(asdict(cfg), "val", max_samples=cfg.max_val)
     ds_train.show_progress = ds_val.show_progress = cfg.progress
     attrs = list(ds_train.attributes)
     classes = {ds_train.num_classes[a] for a in attrs}
@@ -193,24 +142,14 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
         else:
             for d in [out, *run_dirs]:  # what a run killed mid-way through its init left
                 drop_temp(d)
-            exp_info = {"format": FORMAT, "name": out.name, "dataset": cfg.dataset, "model": cfg.model,
-                        "attributes": attrs, "runs": attrs, "config": asdict(cfg), "data_fingerprint": fp,
-                        "pretrained_used": pretrained_used,
-                        "fxcore_version": __version__, "torch_version": torch.__version__}  # fmt: skip
-            atomic_write_json(out / "experiment.json", exp_info)
+            create_experiment(out, cfg.dataset, cfg.model, attrs, asdict(cfg),
+                              data_fingerprint=fp, pretrained_used=pretrained_used)  # fmt: skip
             for k, d in enumerate(run_dirs):
-                d.mkdir(parents=True, exist_ok=True)
-                (d / "metrics.jsonl").unlink(missing_ok=True)
-                run_info = {"format": FORMAT, "experiment": out.name, "run": attrs[k],
-                            "attribute": attrs[k], "model": cfg.model, "dataset": cfg.dataset,
-                            "num_outputs": n_out, "loss": losses[k], "config": asdict(cfg),
-                            "tensors": shapes}  # fmt: skip
-                atomic_write_json(d / "run.json", run_info)
-                meta = {"epoch": 0, "run": attrs[k], "config": asdict(cfg), "metrics": {},
-                        "data_fingerprint": fp, "fxcore_version": __version__,
-                        "torch_version": torch.__version__}  # fmt: skip
+                create_run(d, attrs[k], cfg.model, cfg.dataset, n_out, asdict(cfg), shapes,
+                           loss=losses[k])  # fmt: skip
                 save_optimizer(opts[k], d / "optim_000.safetensors", epoch=0)
-                save_checkpoint(epoch_file(d, 0), base.state_dict(), meta)
+                write_epoch(d, 0, base.state_dict(), {}, run=attrs[k], config=asdict(cfg),
+                            data_fingerprint=fp)  # fmt: skip
 
     if dist.world > 1:
         ids = [dist.local_rank] if device.type == "cuda" else None
@@ -267,14 +206,11 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
                 for k, d in enumerate(run_dirs):
                     row = {"epoch": epoch, "train_loss": sums[k] / steps, **vals[k],
                            "seconds": seconds, "images_per_s": n / max(seconds, 1e-9)}  # fmt: skip
-                    meta = {"epoch": epoch, "run": attrs[k], "config": asdict(cfg), "metrics": row,
-                            "data_fingerprint": fp, "fxcore_version": __version__,
-                            "torch_version": torch.__version__}  # fmt: skip
                     # Order matters for crash safety: optimizer, then weights, then the metrics row
                     # that marks the epoch complete; older optimizer states are dropped last.
                     save_optimizer(opts[k], d / f"optim_{epoch:03d}.safetensors", epoch=epoch)
-                    save_checkpoint(epoch_file(d, epoch), models[k].state_dict(), meta)
-                    append_jsonl(d / "metrics.jsonl", row)
+                    write_epoch(d, epoch, models[k].state_dict(), row, run=attrs[k],
+                                config=asdict(cfg), data_fingerprint=fp)  # fmt: skip
                     (d / f"optim_{epoch - 2:03d}.safetensors").unlink(missing_ok=True)
                 live.epoch_done(epoch, n)
                 # One line per epoch even without progress bars: logs show where a run got to.

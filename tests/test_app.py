@@ -15,8 +15,8 @@ from PIL import Image
 
 APP_DIR = Path(__file__).resolve().parents[1] / "app"
 HOME = str(APP_DIR / "Home.py")
-FEATURES, WEIGHTS = "pages/1_Feature_maps.py", "pages/2_Weight_statistics.py"
-DYNAMICS, DATASET = "pages/3_Training_dynamics.py", "pages/4_Dataset.py"
+FEATURES, WEIGHTS = "views/1_Feature_maps.py", "views/2_Weight_statistics.py"
+DYNAMICS, DATASET = "views/3_Training_dynamics.py", "views/4_Dataset.py"
 TIMEOUT = 120
 
 pytest.importorskip("streamlit")
@@ -360,9 +360,9 @@ def test_layer_picker_order_is_model_order(tiny_root: Path) -> None:
     for name in ("tiny-synth", "tiny-mnist"):
         run = load_experiment(tiny_root / name).runs[0]
         params = [n for n, _ in run.build_model(0).named_parameters()]
-        assert ui.weight_keys(run) == params
+        assert run.weight_keys() == params
         layers = list(dict.fromkeys(n.rsplit(".", 1)[0] for n in params))  # model order
-        assert ui.model_order(run, layers[::-1]) == layers
+        assert run.model_order(layers[::-1]) == layers
 
 
 def test_layer_picker_order_for_alphabetical_run_json(tiny_root: Path, tmp_path: Path) -> None:
@@ -378,4 +378,4 @@ def test_layer_picker_order_for_alphabetical_run_json(tiny_root: Path, tmp_path:
     run = load_experiment(exp_dir).run("Smiling")
     assert list(run.shapes) == sorted(run.shapes)
     params = [n for n, _ in run.build_model(0).named_parameters()]
-    assert ui.weight_keys(run) == params
+    assert run.weight_keys() == params

@@ -14,7 +14,8 @@ from PIL import Image, ImageFile
 from fxcore import celeba as celeba_mod
 from fxcore.celeba import MEAN_LANDMARKS, CelebA
 from fxcore.celeba_files import attribute_statistics, box_mask
-from fxcore.data import DataError, load_dataset, prepare_pil, transform_landmarks
+from fxcore.data import DataError, prepare_pil, transform_landmarks
+from fxcore.registry import load_dataset
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CELEBA_10K = SHARED / "celeba-10k"
@@ -276,3 +277,17 @@ def test_real_celeba_10k() -> None:
 def test_module_constants() -> None:
     assert celeba_mod.REGIONS == ("mouth", "eyes", "nose")
     assert MEAN_LANDMARKS.shape == (5, 2)
+
+
+def test_label_statistics_match_numpy() -> None:
+    from fxcore.data import label_statistics
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2, size=(200, 4)).astype(np.float32)
+    x[:, 3] = 0  # a constant column: no conditional, no correlation
+    s = label_statistics(x)
+    np.testing.assert_allclose(s["positive_rate"], x.mean(0))
+    np.testing.assert_allclose(s["cooccurrence"][0, 1], np.mean(x[:, 0] * x[:, 1]))
+    np.testing.assert_allclose(s["conditional"][0, 1], x[x[:, 0] == 1, 1].mean())
+    np.testing.assert_allclose(s["phi"][0, 1], np.corrcoef(x[:, 0], x[:, 1])[0, 1])
+    assert np.isnan(s["conditional"][3, 0]) and np.isnan(s["phi"][3, 0])

@@ -10,6 +10,7 @@ from conftest import TINY_SYNTH
 
 import fxcore.analysis as analysis
 import fxcore.demo as demo
+import fxcore.gradcam as gradcam
 from fxcore.runs import load_experiment
 
 
@@ -28,7 +29,7 @@ def test_make_demo_trains_and_precomputes_comparison(tmp_path: Path, monkeypatch
 
     # The page's calls (first two runs, the page's probe count) are now served from the cache.
     monkeypatch.setattr(analysis, "MinibatchCKA", fail)
-    monkeypatch.setattr(analysis, "grad_cam_batch", fail)
+    monkeypatch.setattr(gradcam, "grad_cam_batch", fail)  # analysis imports it when it runs
     runs = analysis.pick_runs(exp)
     assert len(analysis.cka(exp, runs, n_probe=16)["epochs"]) == 2
     assert analysis.localisation(exp, runs, n_probe=16)["runs"]

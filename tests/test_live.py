@@ -18,7 +18,8 @@ import pytest
 from fixtures_data import make_mnist_fixture
 
 from fxcore import progress as progress_mod
-from fxcore.cli import _train_config, build_parser, main
+from fxcore.cli import build_parser, main
+from fxcore.config import config_from_args
 from fxcore.progress import (
     PROGRESS_FILE,
     Progress,
@@ -27,7 +28,7 @@ from fxcore.progress import (
     read_progress,
     train_command,
 )
-from fxcore.runs import load_experiment
+from fxcore.runs import experiment_stamp, load_experiment
 from fxcore.train import TrainConfig, TrainingInterrupted, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,7 +116,7 @@ def test_resume_command_reproduces_the_config(tmp_path: Path) -> None:
     assert cmd[:4] == ["python", "-m", "fxcore", "train"]
     args = build_parser().parse_args(cmd[3:])
     assert args.resume and Path(args.out) == (tmp_path / "exp").resolve()
-    assert _train_config(args) == cfg
+    assert config_from_args(args) == cfg
 
 
 def test_failed_and_interrupted_runs_say_so(mnist_dir: Path, tmp_path: Path, monkeypatch) -> None:
@@ -143,20 +144,19 @@ def test_half_written_epoch_is_never_offered(tiny_root: Path, tmp_path: Path) ->
     import shutil
 
     sys.path.insert(0, str(APP_DIR))
-    import cache
 
     exp_dir = tmp_path / "tiny-synth"
     shutil.copytree(tiny_root / "tiny-synth", exp_dir)
-    before = cache.experiment_stamp(exp_dir)
+    before = experiment_stamp(exp_dir)
     # What an atomic write of epoch 4 looks like while it is under way (or after SIGKILL).
     data = (exp_dir / "Male" / "epoch_003.safetensors").read_bytes()
     for run in ("Male", "Smiling"):
         (exp_dir / run / f".epoch_004.safetensors.{os.getpid()}.tmp").write_bytes(data[:500])
     exp = load_experiment(exp_dir)
     assert all(r.epochs() == [0, 1, 2, 3] and not r.bad_epochs() for r in exp.runs)
-    assert cache.experiment_stamp(exp_dir) == before  # the app does not even notice it
+    assert experiment_stamp(exp_dir) == before  # the app does not even notice it
     (exp_dir / PROGRESS_FILE).write_text("{}")
-    assert cache.experiment_stamp(exp_dir) == before  # nor progress updates
+    assert experiment_stamp(exp_dir) == before  # nor progress updates
 
 
 # ---------------------------------------------------------------- a real trainer, the app, `runs`
@@ -274,7 +274,7 @@ def test_pages_offer_a_new_epoch_and_keep_the_picked_one(
     at = AppTest.from_file(HOME, default_timeout=180)
     at.session_state["experiment"] = "tiny-synth"
     at.run()
-    at.switch_page("pages/1_Feature_maps.py").run()
+    at.switch_page("views/1_Feature_maps.py").run()
     assert not at.exception
     assert [b.proto.text for b in at.sidebar.get("progress")] == ["Training: epoch 3/3"]
     assert at.select_slider(key="fm_epoch").options == ["0", "1", "2"]

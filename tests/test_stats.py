@@ -245,3 +245,13 @@ def test_pool_mean_of_float16_does_not_overflow(nan: bool) -> None:
     pooled, block = stats.pool_to_budget(m, (64, 64), "mean")
     assert block == (16, 16) and pooled.dtype == np.float16
     np.testing.assert_array_equal(pooled, 100.0)
+
+
+def test_layout_shape_and_tile_index_agree_with_the_arrays() -> None:
+    for shape in [(7,), (5, 4, 3, 2), (6, 9), (2, 3, 4), ()]:
+        assert stats.layout_shape(shape) == stats.layout_2d(np.zeros(shape)).shape, shape
+    n, side = 7, 3
+    tiles = np.stack([np.full((side, side), float(k)) for k in range(n)])
+    grid = stats.tile_grid(tiles, pad=1)
+    index = stats.tile_index(grid.shape, n, side=side, pad=1)
+    np.testing.assert_array_equal(np.where(index >= 0, index, np.nan), grid)

@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fxcore.data import LANDMARK_NAMES, DataError, Sample, load_dataset
+from fxcore.data import LANDMARK_NAMES, DataError, Sample
+from fxcore.registry import load_dataset
 from fxcore.synthfaces import ATTRIBUTES, REGIONS, SynthFaces, synthfaces_grid
 
 ALL = list(ATTRIBUTES)

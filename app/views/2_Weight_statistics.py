@@ -10,7 +10,7 @@ import streamlit as st
 import ui
 
 from fxcore.runs import Run
-from fxcore.stats import layout_2d, mnist_unit_tiles, tile_grid, window
+from fxcore.stats import layout_2d, layout_shape, mnist_unit_tiles, tile_grid, tile_index, window
 
 WINDOW = 256
 
@@ -25,15 +25,6 @@ def layout_note(shape: tuple[int, ...]) -> str:
     if len(shape) == 1:
         return "one row of values"
     return f"shape {shape}"
-
-
-def map_shape(shape: tuple[int, ...]) -> tuple[int, int]:
-    """Shape of :func:`fxcore.stats.layout_2d` of a tensor of ``shape``, without the tensor."""
-    if len(shape) <= 1:
-        return 1, math.prod(shape)
-    if len(shape) == 4:
-        return shape[0] * shape[2], shape[1] * shape[3]
-    return shape[0], math.prod(shape[1:])
 
 
 def map_rows(runs: list[Run], wm, robust: bool) -> None:
@@ -59,7 +50,7 @@ def map_rows(runs: list[Run], wm, robust: bool) -> None:
 
 
 def zoom(runs: list[Run], key: str, lo: int, hi: int, shape: tuple[int, ...]) -> None:
-    rows, cols_ = map_shape(shape)
+    rows, cols_ = layout_shape(shape)
     c1, c2, c3 = st.columns(3)
     r0 = int(c1.number_input("First row", 0, max(0, rows - 1), 0, step=64, key="ws_row0"))
     c0 = int(c2.number_input("First column", 0, max(0, cols_ - 1), 0, step=64, key="ws_col0"))
@@ -88,15 +79,6 @@ def zoom(runs: list[Run], key: str, lo: int, hi: int, shape: tuple[int, ...]) ->
         cols[-1].plotly_chart(fig, key="ws_zoom_diff")
 
 
-def unit_index(grid_shape: tuple[int, int], n: int, side: int = 28, pad: int = 1) -> np.ndarray:
-    """Hidden-unit number under each pixel of a :func:`tile_grid` (-1 on the padding)."""
-    cols, step = math.ceil(math.sqrt(n)), side + pad
-    rr, cc = np.indices(grid_shape)
-    unit = (rr // step) * cols + cc // step
-    inside = (rr % step < side) & (cc % step < side) & (unit < n)
-    return np.where(inside, unit, -1).astype(np.int16)
-
-
 def unit_tiles(runs: list[Run], key: str, lo: int, hi: int, shape: tuple[int, ...]) -> None:
     """First-layer weights (hidden, 784) as one 28x28 image per hidden unit (seed Figs 3.3-3.10)."""
     st.subheader("First-layer units as 28×28 images")
@@ -115,13 +97,12 @@ def unit_tiles(runs: list[Run], key: str, lo: int, hi: int, shape: tuple[int, ..
                                 zmax=hi_, colorscale="RdBu_r" if stat == "mean" else "Viridis",
                                 square=True, height=640, value_name=stat,
                                 axis_titles=False)  # fmt: skip
-        fig.update_traces(customdata=unit_index(grid.shape, shape[0]),
+        fig.update_traces(customdata=tile_index(grid.shape, shape[0], side=28),
                           hovertemplate=f"unit %{{customdata}}<br>{stat} %{{z:.4g}}<extra></extra>")  # fmt: skip
         cols[i].plotly_chart(fig, key=f"ws_tiles_{i}")
 
 
 def main() -> None:
-    ui.page_setup()
     st.title("Weight statistics")
     st.caption("Per-weight mean and population variance over the chosen epochs, for each model "
                "and their difference. One colour scale per row: L1 and L2 share it; the "
@@ -129,7 +110,7 @@ def main() -> None:
     exp = ui.current_experiment()
     runs = ui.pick_runs(exp, "ws")
     epochs = ui.epochs_or_stop(runs)
-    keys = ui.weight_keys(runs[0])
+    keys = runs[0].weight_keys()
     shapes = runs[0].shapes
     default = next((k for k in keys if k.endswith("weight") and len(shapes[k]) >= 2), keys[0])
     c1, c2 = st.columns([2, 3])

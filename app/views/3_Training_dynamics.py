@@ -8,7 +8,8 @@ import plotly.graph_objects as go
 import streamlit as st
 import ui
 
-from fxcore.analysis import REGIONS
+from fxcore.data import REGIONS
+from fxcore.inputs import capabilities
 from fxcore.runs import Experiment, Run
 
 MEASURES = {
@@ -35,7 +36,7 @@ def weight_dynamics(exp: Experiment, runs: list[Run]) -> None:
     with st.spinner("Reading every epoch's weights…"):
         dyn = cache.dynamics(exp, runs)
     layers, epochs, table = (
-        ui.model_order(runs[0], dyn["layers"]),
+        runs[0].model_order(dyn["layers"]),
         list(dyn["epochs"]),
         dyn["layers"],
     )
@@ -83,7 +84,7 @@ def cka_section(exp: Experiment, runs: list[Run]) -> None:
     if len(runs) < 2 or runs[0].name == runs[1].name:
         st.info("CKA compares two different models: this experiment has one run.")
         return
-    if exp.info.get("dataset") in (None, "imported"):
+    if not capabilities(exp.info).probe_images:
         st.info("Imported runs carry no dataset, so there are no probe images for CKA.")
         return
     # 128 = `fxcore compare`'s default, so results that command cached on disk load at once.
@@ -92,7 +93,7 @@ def cka_section(exp: Experiment, runs: list[Run]) -> None:
     with st.spinner(f"Computing CKA on {n_probe} images for every epoch (cached on disk after "
                     "the first time)…"):  # fmt: skip
         res = cache.cka(exp, runs, n_probe)
-    layers, epochs = ui.model_order(runs[0], res["layers"]), list(res["epochs"])
+    layers, epochs = runs[0].model_order(res["layers"]), list(res["epochs"])
     m = np.array([res["layers"][k] for k in layers], float)
     st.caption(f"Minibatch linear CKA between L1's and L2's activations on {res['n_probe']} "
                "validation images; 1 = the same representation up to rotation and scale.")  # fmt: skip
@@ -107,7 +108,7 @@ def cka_section(exp: Experiment, runs: list[Run]) -> None:
 
 def localisation_section(exp: Experiment, runs: list[Run]) -> None:
     st.subheader("Attention localisation (Grad-CAM share per face region)")
-    if exp.info.get("dataset") in (None, "imported", "mnist"):
+    if not capabilities(exp.info).face_regions:
         st.info("Localisation needs face images with region masks (CelebA or SynthFaces).")
         return
     n_probe = int(st.number_input("Probe images", 8, 2048, 128, step=8, key="td_loc_n"))
@@ -136,7 +137,6 @@ def localisation_section(exp: Experiment, runs: list[Run]) -> None:
 
 
 def main() -> None:
-    ui.page_setup()
     st.title("Training dynamics")
     exp = ui.current_experiment()
     runs = ui.pick_runs(exp, "td")

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import astuple
 
 import cache
 import numpy as np
 import streamlit as st
 import ui
 
-from fxcore.activations import conv_layers, overlay, shared_range
+from fxcore.activations import conv_layers, map_ranges, overlay
 from fxcore.analysis import ModelView, cam_layer
 from fxcore.faces import PreparedImage, prepare_upload
+from fxcore.inputs import capabilities, input_spec
 from fxcore.runs import Experiment, Run
 from fxcore.stats import tile_grid
 
@@ -20,9 +22,9 @@ SOURCES = ("Sample from the dataset", "Upload a photo")
 
 def choose_image(exp: Experiment) -> tuple[PreparedImage, str, str] | None:
     """The prepared input, a cache key for it, and a caption; None when there is none yet."""
-    size, normalize, mode = ui.input_spec(exp)
+    size, normalize, mode = astuple(input_spec(exp.info))
     cfg = exp.info.get("config", {})
-    has_data = exp.info.get("dataset") not in (None, "imported")
+    has_data = capabilities(exp.info).probe_images
     source = st.radio("Image", SOURCES if has_data else SOURCES[1:], horizontal=True, key="fm_src")
     if source == SOURCES[0]:
         n = len(cache.dataset(cfg, "val"))
@@ -49,10 +51,6 @@ def choose_image(exp: Experiment) -> tuple[PreparedImage, str, str] | None:
     return prepared, key, f"{upload.name}: {prepared.message}"
 
 
-def ranges(maps: list[np.ndarray], shared: bool) -> list[tuple[float, float]]:
-    return [shared_range(maps)] * len(maps) if shared else [shared_range([m]) for m in maps]
-
-
 def tiles(view: ModelView, lo: float, hi: float) -> np.ndarray:
     grid = tile_grid(view.top_maps, cols=4, pad=1)
     rgb = ui.colourise(grid, lo, hi)
@@ -62,10 +60,10 @@ def tiles(view: ModelView, lo: float, hi: float) -> np.ndarray:
 
 def render(runs: list[Run], views: list[ModelView], image: np.ndarray, shared: bool,
            negative: bool) -> None:  # fmt: skip
-    cm = ranges([v.channel_mean for v in views], shared)
-    top = ranges([v.top_maps for v in views], shared)
-    pos = ranges([v.cam_positive for v in views], shared)
-    neg = ranges([v.cam_negative for v in views], shared)
+    cm = map_ranges([v.channel_mean for v in views], shared)
+    top = map_ranges([v.top_maps for v in views], shared)
+    pos = map_ranges([v.cam_positive for v in views], shared)
+    neg = map_ranges([v.cam_negative for v in views], shared)
     for i, (col, run, view) in enumerate(zip(st.columns(len(views), gap="large"), runs, views)):
         with col:
             st.subheader(ui.run_label(i, run))
@@ -88,7 +86,6 @@ def render(runs: list[Run], views: list[ModelView], image: np.ndarray, shared: b
 
 
 def main() -> None:
-    ui.page_setup()
     st.title("Feature maps and Grad-CAM")
     exp = ui.current_experiment()
     runs = ui.pick_runs(exp, "fm")
@@ -105,7 +102,7 @@ def main() -> None:
         st.page_link(ui.PAGES["weights"], label="First-layer view (Weight statistics)",
                      icon=":material/grid_on:")  # fmt: skip
         return
-    size = ui.input_spec(exp)[0]
+    size = input_spec(exp.info).image_size
     default = cam_layer(model, size)
     layer = c2.selectbox("Layer", convs, index=convs.index(default), key="fm_layer",
                          help="Conv layers in forward order; the default is the deepest whose "

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import ui
 
+from fxcore.inputs import capabilities
 from fxcore.runs import Experiment
 
 
@@ -33,7 +34,8 @@ def joint_table(a: str, b: str, ra: float, rb: float, co: float) -> pd.DataFrame
     )
 
 
-def cooccurrence(names: list[str], rates: np.ndarray, co: np.ndarray, chosen: list[str]) -> None:
+def cooccurrence(stats: dict, chosen: list[str]) -> None:
+    names, rates, co = stats["names"], stats["positive_rate"], stats["cooccurrence"]
     idx = [names.index(a) for a in chosen if a in names]
     if len(idx) < 2:
         st.info("Co-occurrence needs at least two chosen binary attributes.")
@@ -44,16 +46,12 @@ def cooccurrence(names: list[str], rates: np.ndarray, co: np.ndarray, chosen: li
         st.markdown(f"**Joint distribution of {names[a]} and {names[b]}**")
         table = joint_table(names[a], names[b], rates[a], rates[b], co[a, b])
         st.dataframe(table.style.format("{:.1%}"))
-        ra, rb = rates[a], rates[b]
-        phi_den = np.sqrt(ra * (1 - ra) * rb * (1 - rb))
-        if phi_den > 0:
-            st.caption(f"Correlation (phi) {(co[a, b] - ra * rb) / phi_den:+.3f}: a model for one "
+        if np.isfinite(stats["phi"][a, b]):
+            st.caption(f"Correlation (phi) {stats['phi'][a, b]:+.3f}: a model for one "
                        "attribute can partly predict the other from this overlap alone.")  # fmt: skip
     with c2:
         sel = [names[i] for i in idx]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cond = np.array([[co[i, j] / rates[i] if rates[i] > 0 else np.nan for j in idx]
-                             for i in idx])  # fmt: skip
+        cond = np.asarray(stats["conditional"])[np.ix_(idx, idx)]
         fig = go.Figure(go.Heatmap(z=cond, x=sel, y=sel, zmin=0, zmax=1, colorscale="Blues",
                                    text=np.round(cond * 100).astype("float"),
                                    texttemplate="%{text:.0f}%",
@@ -64,43 +62,25 @@ def cooccurrence(names: list[str], rates: np.ndarray, co: np.ndarray, chosen: li
         st.plotly_chart(fig, key="ds_cond")
 
 
-def from_labels(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    x = (np.asarray(x) > 0.5).astype(np.float64)  # (N, K)
-    return x.mean(0), x.T @ x / max(1, len(x))
-
-
 def faces_statistics(exp: Experiment, chosen: list[str]) -> None:
-    cfg = exp.info.get("config", {})
-    name = cfg.get("dataset")
-    if name == "celeba":
-        root = cfg.get("data_root")
-        if not root:
-            st.warning("The experiment does not record its CelebA --data-root.")
-            return
-        with st.spinner("Reading CelebA's attribute table…"):
-            stats = cache.celeba_statistics(root)
-        names, rates, co = stats["names"], stats["positive_rate"], stats["cooccurrence"]
-        title = f"CelebA: positive rate of all 40 attributes ({stats['num_rows']:,} images)"
-    else:
-        from fxcore.synthfaces import ATTRIBUTES
-
-        names = list(ATTRIBUTES)
-        x = cache.label_matrix(cache.freeze(cfg), tuple(names), "train")
-        rates, co = from_labels(x)
-        title = f"SynthFaces: positive rate of every attribute (training split, {len(x):,} images)"
+    with st.spinner("Reading the attribute labels…"):
+        stats = cache.attribute_statistics(exp.info.get("config", {}))
+    names, rates = stats["names"], stats["positive_rate"]
+    title = (f"CelebA: positive rate of all 40 attributes ({stats['num_rows']:,} images)"
+             if stats["dataset"] == "celeba" else
+             f"SynthFaces: positive rate of every attribute (training split, "
+             f"{stats['num_rows']:,} images)")  # fmt: skip
     st.plotly_chart(rates_figure(names, rates, chosen, title), key="ds_rates")
     st.caption("Red: the attributes this experiment trains on.")
     st.subheader("Co-occurrence of the chosen attributes")
-    cooccurrence(names, np.asarray(rates), np.asarray(co), chosen)
+    cooccurrence(stats, chosen)
 
 
 def mnist_statistics(exp: Experiment) -> None:
-    cfg = exp.info.get("config", {})
+    stats = cache.attribute_statistics(exp.info.get("config", {}))
     fig = go.Figure()
-    for split in ("train", "test"):
-        digits = cache.label_matrix(cache.freeze(cfg), ("digit",), split)[:, 0].astype(int)
-        counts = np.bincount(digits, minlength=10)
-        fig.add_bar(x=list(range(10)), y=counts.tolist(), name=f"{split} ({len(digits):,})")
+    for split, counts in stats["counts"].items():
+        fig.add_bar(x=list(range(10)), y=counts, name=f"{split} ({sum(counts):,})")
     fig.update_layout(title="MNIST: images per digit class", barmode="group", height=380,
                       xaxis={"title": "digit", "dtick": 1}, yaxis_title="images",
                       margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
@@ -121,11 +101,10 @@ def sample_grid(exp: Experiment, chosen: list[str]) -> None:
 
 
 def main() -> None:
-    ui.page_setup()
     st.title("Dataset")
     exp = ui.current_experiment()
     name = exp.info.get("dataset", exp.info.get("config", {}).get("dataset"))
-    if name in (None, "imported"):
+    if not capabilities(exp.info).has_dataset:
         st.info("This experiment was imported from state dicts; it records no dataset.")
         return
     chosen = list(exp.info.get("attributes") or [r.attribute for r in exp.runs])

@@ -1,0 +1,99 @@
+"""The training config: every field's default and help stated once (torch-free).
+
+:class:`TrainConfig` is saved in ``experiment.json`` and every checkpoint; the ``train`` command's
+options are built from its fields (:func:`add_train_args`), so the CLI and the library cannot drift.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from fxcore.argtypes import fraction, nonneg_int, positive_float, positive_int
+from fxcore.registry import DATASETS, MODEL_NAMES
+
+# Config keys that may change between a run and its resumption without changing the results' meaning.
+RESUMABLE_KEYS = frozenset({"epochs", "device", "workers", "progress"})
+
+
+def _opt(default: Any, help: str, **cli: Any) -> Any:
+    """A config field: its default, its help and how the ``train`` command parses it."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **cli})
+    return field(default=default, metadata={"help": help, **cli})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines an experiment (saved in experiment.json and every checkpoint)."""
+
+    dataset: str = _opt("celeba", "image source", choices=DATASETS)
+    data_root: str | None = _opt(
+        None, "dataset folder (CelebA official layout, MNIST IDX files); none = bundled"
+    )
+    attributes: list[str] = _opt(["Smiling", "Male"], "one run per attribute", nargs="+",
+                                 metavar="A")  # fmt: skip
+    model: str = _opt("vgg19", "architecture shared by all runs (seed paper: VGG-19)",
+                      choices=MODEL_NAMES)  # fmt: skip
+    epochs: int = _opt(10, "epochs to train (checkpoints epoch_000..epoch_N)", type=positive_int)
+    batch_size: int = _opt(16, "global batch size (seed paper: 16)", type=positive_int)
+    lr: float = _opt(1e-3, "Adam learning rate (seed paper: 1e-3)", type=positive_float)
+    loss: str = _opt("auto", "auto = BCE on one logit for binary, MSE on one-hot for multi-class",
+                     choices=("auto", "bce", "mse", "ce"))  # fmt: skip
+    image_size: int = _opt(224, "square input side in pixels (VGG: 224; vgg-mini: 64)",
+                           type=positive_int)  # fmt: skip
+    seed: int = _opt(0, "fixes the shared init, the data order and dropout", type=nonneg_int)
+    pretrained: str = _opt("auto", "ImageNet weights for VGG (auto: when they can be had)",
+                           choices=("auto", "yes", "no"))  # fmt: skip
+    weights: str | None = _opt(None, "local .safetensors ImageNet state dict (offline pretrained)")
+    max_train: int | None = _opt(None, "use the first N training images", type=positive_int)
+    max_val: int | None = _opt(None, "use the first N validation images", type=positive_int)
+    val_fraction: float = _opt(0.1, "share carved from train for val (and test) when the "
+                               "official split has no images", type=fraction)  # fmt: skip
+    synth_train: int | None = _opt(None, "SynthFaces training-set size (none = its default)",
+                                   type=positive_int)  # fmt: skip
+    device: str = _opt("auto", "auto = cuda, then mps, then cpu",
+                       choices=("auto", "cpu", "cuda", "mps"))  # fmt: skip
+    amp: str = _opt("none", "bf16 autocast (CUDA only)", choices=("none", "bf16"))
+    channels_last: bool = _opt(False, "NHWC memory format (faster convs on CUDA tensor cores)")
+    workers: int = _opt(2, "DataLoader workers when images are streamed from disk",
+                        type=nonneg_int)  # fmt: skip
+    cache_gb: float = _opt(4.0, "decode the split into memory once when it fits this budget",
+                           type=positive_float)  # fmt: skip
+    progress: bool = _opt(True, "progress bars (a summary line per epoch is always printed)")
+
+    def shared(self) -> dict[str, Any]:
+        """The config keys that must match for a resumed or extended experiment."""
+        return {k: v for k, v in asdict(self).items() if k not in RESUMABLE_KEYS}
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    """One option per :class:`TrainConfig` field (flags off by default get ``--x``, on ``--no-x``)."""
+    for f in fields(TrainConfig):
+        meta = dict(f.metadata)
+        help_text = meta.pop("help")
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        if isinstance(default, bool):
+            if default:
+                p.add_argument(f"--no-{flag[2:]}", dest=f.name, action="store_false",
+                               help=f"no {help_text}")  # fmt: skip
+            else:
+                p.add_argument(flag, action="store_true", help=help_text)
+            continue
+        shown = " ".join(default) if isinstance(default, list) else default
+        suffix = f" (default: {shown})" if default is not None else ""
+        # Lists keep None here so TrainConfig makes a fresh copy of its own default.
+        p.add_argument(flag, default=None if isinstance(default, list) else default,
+                       help=help_text + suffix, **meta)  # fmt: skip
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` of parsed ``train`` options (``data_root`` made absolute)."""
+    names = {f.name for f in fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    if values.get("data_root"):  # saved in the experiment: make it valid from any folder
+        values["data_root"] = str(Path(values["data_root"]).expanduser().resolve())
+    return TrainConfig(**values)
