@@ -29,12 +29,24 @@ REGIONS = ("mouth", "eyes", "nose")
 
 
 def pick_runs(exp: Experiment, names: Sequence[str] | None = None) -> list[Run]:
-    """The runs to compare: the named ones, else the first two (L1, L2), else the only one."""
+    """The runs to compare: the named ones, else the first two (L1, L2), else the only one.
+
+    Control runs are never picked by default: they are the baseline, see :func:`pick_control`.
+    """
     if names:
         return [exp.run(n) for n in names]
     if not exp.runs:
         raise CheckpointError(f"experiment {exp.name} has no runs")
-    return exp.runs[:2]
+    main = [r for r in exp.runs if not r.is_control]
+    return (main or exp.runs)[:2]
+
+
+def pick_control(exp: Experiment, first: Run) -> Run | None:
+    """The first control run of ``first``'s attribute (None when the experiment has none)."""
+    for r in exp.runs:
+        if r.is_control and r.attribute == first.attribute and r.name != first.name:
+            return r
+    return None
 
 
 def epoch_span(runs: Sequence[Run], lo: int | None, hi: int | None) -> list[int]:

@@ -188,6 +188,18 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=_nonneg_int, default=2, help="DataLoader workers (streaming)")
     p.add_argument("--cache-gb", type=_positive_float, default=4.0,
                    help="decode the split into memory once when it fits this budget")  # fmt: skip
+    p.add_argument(
+        "--controls",
+        type=_nonneg_int,
+        default=0,
+        help="extra runs of the first attribute, own batch order (noise floor)",
+    )
+    p.add_argument(
+        "--control-init",
+        choices=("same", "seed"),
+        default="same",
+        help="controls start from the shared init (same) or their own seeded one",
+    )
     p.add_argument("--out", required=True, help="experiment folder (one run folder per attribute)")
     p.add_argument("--resume", action="store_true", help="continue from the last complete epoch")
     p.add_argument("--force", action="store_true", help="overwrite an existing experiment")

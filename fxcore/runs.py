@@ -64,6 +64,11 @@ class Run:
         return str(self.info.get("dataset", "?"))
 
     @property
+    def is_control(self) -> bool:
+        """A control run: learns the same attribute as the first run from the same start."""
+        return bool(self.info.get("control", False))
+
+    @property
     def config(self) -> dict[str, Any]:
         return dict(self.info.get("config", {}))
 
@@ -185,6 +190,47 @@ class Experiment:
         raise CheckpointError(
             f"experiment {self.name} has no run {name!r}; runs: {', '.join(r.name for r in self.runs)}"
         )
+
+
+def control_name(attribute: str, i: int) -> str:
+    """Folder name of the i-th (1-based) control run of ``attribute``."""
+    return f"{attribute}-control{i}"
+
+
+def run_names(attributes: list[str], controls: int = 0) -> list[str]:
+    """Run folders of a trained experiment: one per attribute, then the first one's controls."""
+    return [*attributes, *(control_name(attributes[0], i) for i in range(1, controls + 1))]
+
+
+# Control i draws its batch order (and, with control_init="seed", its init) from seed + i * this:
+# far enough apart that seed + epoch never meets another run's stream.
+CONTROL_SEED_STEP = 10_000
+
+
+@dataclass
+class RunSpec:
+    """One model of the lockstep trainer: folder, label column, batch-order seed and init seed."""
+
+    name: str
+    column: int  # label column of the attribute it learns
+    order_seed: int  # epoch e's order is epoch_order(N, order_seed, e)
+    init_seed: int | None  # None = the shared init
+    control: bool = False
+
+
+def run_specs(attributes: list[str], seed: int, controls: int = 0,
+              control_init: str = "same") -> list[RunSpec]:  # fmt: skip
+    """One run per attribute (shared init and batch order), then ``controls`` runs that learn
+    ``attributes[0]`` from the same init (``control_init="seed"``: their own) with their own
+    batch order: two runs of one task, i.e. how far any second run drifts (the noise floor)."""
+    if control_init not in ("same", "seed"):
+        raise CheckpointError(f"control_init must be 'same' or 'seed', not {control_init!r}")
+    names = run_names(attributes, controls)
+    specs = [RunSpec(a, k, seed, None) for k, a in enumerate(attributes)]
+    for i, name in enumerate(names[len(attributes) :], start=1):
+        s = seed + i * CONTROL_SEED_STEP
+        specs.append(RunSpec(name, 0, s, s if control_init == "seed" else None, control=True))
+    return specs
 
 
 def _load_json(path: Path) -> dict[str, Any]:

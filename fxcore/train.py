@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from fxcore.resume import (
     rollback,
     settle,
 )
+from fxcore.runs import run_specs
 
 
 @dataclass
@@ -76,6 +77,8 @@ class TrainConfig:
     workers: int = 2  # DataLoader workers when images are streamed from disk
     cache_gb: float = 4.0  # decode the whole split into memory once when it fits in this budget
     progress: bool = True  # show a progress bar per epoch
+    controls: int = 0  # extra runs learning attributes[0] with their own batch order (noise floor)
+    control_init: str = "same"  # controls start from: same = the shared init | seed = their own
 
     def shared(self) -> dict[str, Any]:
         """The config keys that must match for a resumed or extended experiment."""
@@ -167,15 +170,19 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
         raise CheckpointError("lockstep runs need one head size: pick attributes of the same kind")
     n_cls = classes.pop()
     n_out = 1 if n_cls == 2 else n_cls
-    losses = [task_loss(cfg.loss, ds_train.num_classes[a]) for a in attrs]
+    specs = run_specs(attrs, cfg.seed, cfg.controls, cfg.control_init)
+    names = [sp.name for sp in specs]
+    losses = [task_loss(cfg.loss, ds_train.num_classes[attrs[sp.column]]) for sp in specs]
 
-    # One init, copied K times: epoch_000 is bit-identical across runs.
+    # One init, copied K times: epoch_000 is bit-identical across runs (controls: unless seeded).
     base, pretrained_used = _initial_model(cfg, n_out)
-    models = [copy.deepcopy(base).to(device) for _ in attrs]
+    inits = [base if sp.init_seed is None else _initial_model(replace(cfg, seed=sp.init_seed), n_out)[0]
+             for sp in specs]  # fmt: skip
+    models = [copy.deepcopy(m).to(device) for m in inits]
     if cfg.channels_last:
         models = [m.to(memory_format=torch.channels_last) for m in models]
     opts = [torch.optim.Adam(m.parameters(), lr=cfg.lr) for m in models]
-    run_dirs = [out / a for a in attrs]
+    run_dirs = [out / a for a in names]
     shapes = {k: list(v.shape) for k, v in base.state_dict().items()}
     fp = ds_train.fingerprint()
 
@@ -193,23 +200,26 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
             for d in [out, *run_dirs]:  # what a run killed mid-way through its init left
                 drop_temp(d)
             exp_info = {"format": FORMAT, "name": out.name, "dataset": cfg.dataset, "model": cfg.model,
-                        "attributes": attrs, "runs": attrs, "config": asdict(cfg), "data_fingerprint": fp,
+                        "attributes": attrs, "runs": names, "config": asdict(cfg), "data_fingerprint": fp,
+                        "controls": [sp.name for sp in specs if sp.control],
                         "pretrained_used": pretrained_used,
                         "fxcore_version": __version__, "torch_version": torch.__version__}  # fmt: skip
             atomic_write_json(out / "experiment.json", exp_info)
             for k, d in enumerate(run_dirs):
                 d.mkdir(parents=True, exist_ok=True)
                 (d / "metrics.jsonl").unlink(missing_ok=True)
-                run_info = {"format": FORMAT, "experiment": out.name, "run": attrs[k],
-                            "attribute": attrs[k], "model": cfg.model, "dataset": cfg.dataset,
+                sp = specs[k]
+                run_info = {"format": FORMAT, "experiment": out.name, "run": sp.name,
+                            "attribute": attrs[sp.column], "model": cfg.model, "dataset": cfg.dataset,
                             "num_outputs": n_out, "loss": losses[k], "config": asdict(cfg),
-                            "tensors": shapes}  # fmt: skip
+                            "tensors": shapes, "control": sp.control, "order_seed": sp.order_seed,
+                            "init_seed": cfg.seed if sp.init_seed is None else sp.init_seed}  # fmt: skip
                 atomic_write_json(d / "run.json", run_info)
-                meta = {"epoch": 0, "run": attrs[k], "config": asdict(cfg), "metrics": {},
+                meta = {"epoch": 0, "run": sp.name, "config": asdict(cfg), "metrics": {},
                         "data_fingerprint": fp, "fxcore_version": __version__,
                         "torch_version": torch.__version__}  # fmt: skip
                 save_optimizer(opts[k], d / "optim_000.safetensors", epoch=0)
-                save_checkpoint(epoch_file(d, 0), base.state_dict(), meta)
+                save_checkpoint(epoch_file(d, 0), inits[k].state_dict(), meta)
 
     if dist.world > 1:
         ids = [dist.local_rank] if device.type == "cuda" else None
@@ -220,49 +230,56 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
     n = len(ds_train)
     bar = None
     try:
+        # Runs sharing a batch order step together (the attribute runs); each control has its own.
+        groups: dict[int, list[int]] = {}
+        for k, sp in enumerate(specs):
+            groups.setdefault(sp.order_seed, []).append(k)
         for epoch in range(start + 1 if start >= 0 else 1, cfg.epochs + 1):
-            torch.manual_seed(cfg.seed * 1000 + epoch)
-            order = epoch_order(n, cfg.seed, epoch)
-            plan = plan_batches(order, cfg.batch_size, dist)
-            batches, global_sizes = [b for b, _ in plan], [g for _, g in plan]
             for m in wrapped:
                 m.train()
             sums = [0.0] * len(models)
             t0, seen = time.perf_counter(), 0
-            bar = tqdm(total=n, desc=f"epoch {epoch}/{cfg.epochs}", unit="img",
+            bar = tqdm(total=n * len(groups), desc=f"epoch {epoch}/{cfg.epochs}", unit="img",
                        disable=not (cfg.progress and dist.main), leave=False)  # fmt: skip
-            for step, (xb, yb) in enumerate(
-                iterate_batches(ds_train, batches, cfg.cache_gb, cfg.workers, pin)
-            ):
-                x = uint8_to_input(xb.to(device, non_blocking=pin), ds_train.normalize)
-                if cfg.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                y = yb.to(device)
-                # DDP averages rank gradients; weight each rank by its share of the global batch so
-                # the update equals the single-process mean over the whole batch.
-                scale = len(xb) * dist.world / global_sizes[step] if dist.world > 1 else 1.0
-                for k, (m, opt) in enumerate(zip(wrapped, opts)):
-                    opt.zero_grad(set_to_none=True)
-                    with autocast(cfg.amp, device):
-                        loss = compute_loss(m(x).float(), y[:, k], losses[k])
-                    (loss * scale).backward()
-                    opt.step()
-                    sums[k] += float(loss.detach())
-                seen += len(xb) * dist.world
-                bar.update(len(xb) * dist.world)
-                if step % 10 == 0:
-                    rate = seen / max(time.perf_counter() - t0, 1e-9)
-                    bar.set_postfix({a[:8]: f"{s / (step + 1):.3f}" for a, s in zip(attrs, sums)}
-                                    | {"img/s": f"{rate:.0f}"})  # fmt: skip
+            for order_seed, members in groups.items():
+                torch.manual_seed(order_seed * 1000 + epoch)
+                order = epoch_order(n, order_seed, epoch)
+                plan = plan_batches(order, cfg.batch_size, dist)
+                batches, global_sizes = [b for b, _ in plan], [g for _, g in plan]
+                for step, (xb, yb) in enumerate(
+                    iterate_batches(ds_train, batches, cfg.cache_gb, cfg.workers, pin)
+                ):
+                    x = uint8_to_input(xb.to(device, non_blocking=pin), ds_train.normalize)
+                    if cfg.channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    y = yb.to(device)
+                    # DDP averages rank gradients; weight each rank by its share of the global
+                    # batch so the update equals the single-process mean over the whole batch.
+                    scale = len(xb) * dist.world / global_sizes[step] if dist.world > 1 else 1.0
+                    for k in members:
+                        m, opt = wrapped[k], opts[k]
+                        opt.zero_grad(set_to_none=True)
+                        with autocast(cfg.amp, device):
+                            loss = compute_loss(m(x).float(), y[:, specs[k].column], losses[k])
+                        (loss * scale).backward()
+                        opt.step()
+                        sums[k] += float(loss.detach())
+                    seen += len(xb) * dist.world
+                    bar.update(len(xb) * dist.world)
+                    if step % 10 == 0:
+                        rate = seen / max(time.perf_counter() - t0, 1e-9)
+                        bar.set_postfix({names[k][:8]: f"{sums[k] / (step + 1):.3f}" for k in members}
+                                        | {"img/s": f"{rate:.0f}"})  # fmt: skip
             bar.close()
             seconds = time.perf_counter() - t0
             steps = max(1, len(batches))
             if dist.main:
-                vals = evaluate(models, ds_val, device, losses, cfg.amp, cfg.cache_gb)
+                vals = evaluate(models, ds_val, device, losses, cfg.amp, cfg.cache_gb,
+                                columns=[sp.column for sp in specs])  # fmt: skip
                 for k, d in enumerate(run_dirs):
                     row = {"epoch": epoch, "train_loss": sums[k] / steps, **vals[k],
                            "seconds": seconds, "images_per_s": n / max(seconds, 1e-9)}  # fmt: skip
-                    meta = {"epoch": epoch, "run": attrs[k], "config": asdict(cfg), "metrics": row,
+                    meta = {"epoch": epoch, "run": names[k], "config": asdict(cfg), "metrics": row,
                             "data_fingerprint": fp, "fxcore_version": __version__,
                             "torch_version": torch.__version__}  # fmt: skip
                     # Order matters for crash safety: optimizer, then weights, then the metrics row
@@ -273,7 +290,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
                     (d / f"optim_{epoch - 2:03d}.safetensors").unlink(missing_ok=True)
                 # One line per epoch even without progress bars: logs show where a run got to.
                 summary = "  ".join(
-                    f"{a}: acc {v['val_accuracy']:.3f}" for a, v in zip(attrs, vals)
+                    f"{a}: acc {v['val_accuracy']:.3f}" for a, v in zip(names, vals)
                 )
                 print(f"epoch {epoch}/{cfg.epochs}  {summary}  ({n / seconds:.0f} img/s, "
                       f"{seconds:.0f} s)", file=sys.stderr)  # fmt: skip
@@ -283,15 +300,15 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
         if bar is not None:
             bar.close()  # clear the progress line so the message starts on its own line
         if dist.main:
-            settle(out, attrs)
+            settle(out, names)
         raise (
-            _interrupted(out, attrs) if dist.main else TrainingInterrupted("interrupted")
+            _interrupted(out, names) if dist.main else TrainingInterrupted("interrupted")
         ) from None
     except CheckpointError:
         if bar is not None:
             bar.close()
         if dist.main:
-            settle(out, attrs)
+            settle(out, names)
         raise
     finally:
         if dist.world > 1 and torch.distributed.is_initialized():
