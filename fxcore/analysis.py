@@ -18,12 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from fxcore.activations import capture, last_conv_layer
+from fxcore.activations import capture, last_conv_layer, layer_grams
 from fxcore.checkpoints import CheckpointError, atomic_write_json
 from fxcore.gradcam import explain_image, grad_cam_batch
 from fxcore.runs import Experiment, Run, common_epochs
-from fxcore.similarity import MinibatchCKA, localisation_shares, weight_dynamics
+from fxcore.similarity import MinibatchCKA, region_shares, weight_dynamics
 from fxcore.stats import layout_2d, mean_var, pool_to_budget
+from fxcore.uncertainty import LEVEL, bootstrap_ci, mean_ci, minibatch_cka, permuted_null
 
 REGIONS = ("mouth", "eyes", "nose")
 
@@ -215,45 +216,66 @@ def _cka_epoch(ma: nn.Module, mb: nn.Module, x: torch.Tensor, layers: list[str],
 
 
 def cka(exp: Experiment, runs: Sequence[Run], n_probe: int = 256, batch: int = 32,
-        epochs: Sequence[int] | None = None) -> dict:  # fmt: skip
-    """Minibatch linear CKA between the two runs' activations per layer and epoch (cached)."""
+        epochs: Sequence[int] | None = None, n_resamples: int = 200, seed: int = 0) -> dict:  # fmt: skip
+    """Minibatch linear CKA between the two runs' activations per layer and epoch (cached).
+
+    ``layers`` holds the values; ``low``/``high`` their seeded bootstrap interval over the probe
+    images (``n_resamples`` resamples, :data:`~fxcore.uncertainty.LEVEL`), ``null`` the CKA of a
+    permuted pairing of the images (~0: a check on the estimator).
+    """
     a, b = runs[0], runs[1]
     eps = list(epochs) if epochs is not None else common_epochs([a, b])
-    params = {"n_probe": n_probe, "batch": batch, "runs": [a.name, b.name]}
+    params = {"n_probe": n_probe, "batch": batch, "runs": [a.name, b.name],
+              "n_resamples": n_resamples, "seed": seed}  # fmt: skip
 
     def compute() -> dict:
         x, _ = probe_set(exp, n_probe)
-        out: dict[str, list[float]] = {}
+        out: dict[str, dict[str, list[float]]] = {k: {} for k in ("layers", "low", "high", "null")}
         for e in eps:
             ma, mb = a.build_model(e), b.build_model(e)
             layers = layer_names(ma)
-            for name, value in _cka_epoch(ma, mb, x, layers, batch).items():
-                out.setdefault(name, []).append(value)
-        return {"epochs": eps, "runs": [a.name, b.name], "n_probe": int(len(x)), "layers": out}
+            values = _cka_epoch(ma, mb, x, layers, batch)
+            ga, gb = layer_grams(ma, x, layers, batch), layer_grams(mb, x, layers, batch)
+            for name in layers:
+                k, ll = ga[name], gb[name]
+                low, high = bootstrap_ci(lambda i, k=k, ll=ll: minibatch_cka(k, ll, batch, i),
+                                         len(x), n_resamples, seed)  # fmt: skip
+                row = {"layers": values[name], "low": low, "high": high,
+                       "null": permuted_null(k, ll, batch, seed)}  # fmt: skip
+                for key, v in row.items():
+                    out[key].setdefault(name, []).append(v)
+        return {"epochs": eps, "runs": [a.name, b.name], "n_probe": int(len(x)), **out,
+                "n_resamples": n_resamples, "level": LEVEL}  # fmt: skip
 
     return cached(exp, "cka", [a, b], eps, params, compute)
 
 
 def localisation(exp: Experiment, runs: Sequence[Run], n_probe: int = 128,
-                 epochs: Sequence[int] | None = None) -> dict:  # fmt: skip
+                 epochs: Sequence[int] | None = None, n_resamples: int = 200,
+                 seed: int = 0) -> dict:  # fmt: skip
     """Share of each model's Grad-CAM inside each face region, per epoch, over a probe set.
 
     The CAM shows the evidence FOR each run's attribute (positive logit) at :func:`cam_layer`.
+    ``ci`` holds each share's seeded bootstrap interval over the probe images as [low, high].
     """
     eps = list(epochs) if epochs is not None else common_epochs(runs)
-    params = {"n_probe": n_probe, "runs": [r.name for r in runs]}
+    params = {"n_probe": n_probe, "runs": [r.name for r in runs], "n_resamples": n_resamples,
+              "seed": seed}  # fmt: skip
 
     def compute() -> dict:
         x, masks = probe_set(exp, n_probe)
         if not masks:
             return {"epochs": eps, "regions": [], "runs": {}, "note": "dataset has no face regions"}
         shares: dict[str, dict[str, list[float]]] = {}
+        ci: dict[str, dict[str, list[list[float]]]] = {}
         for run in runs:
             for e in eps:
                 model = run.build_model(e)
                 cams = grad_cam_batch(model, x, cam_layer(model, x.shape[-1]), "positive")
-                for region, value in localisation_shares(cams, masks).items():
-                    shares.setdefault(run.name, {}).setdefault(region, []).append(value)
+                for region, per_image in region_shares(cams, masks).items():
+                    est = mean_ci(per_image, n_resamples, seed)
+                    shares.setdefault(run.name, {}).setdefault(region, []).append(est.value)
+                    ci.setdefault(run.name, {}).setdefault(region, []).append([est.low, est.high])
         return {
             "epochs": eps,
             "regions": list(masks),
@@ -261,6 +283,8 @@ def localisation(exp: Experiment, runs: Sequence[Run], n_probe: int = 128,
             "area": {name: float(np.mean(m)) for name, m in masks.items()},
             "n_probe": int(len(x)),
             "runs": shares,
+            "ci": ci,
+            "level": LEVEL,
             "layer": cam_layer(runs[0].build_model(eps[0]), x.shape[-1]),
         }
 

@@ -198,11 +198,11 @@ class MinibatchCKA:
         return float(self.kl / den) if den > 0 else float("nan")
 
 
-def localisation_shares(cams: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, float]:
-    """Share of CAM energy inside each region: per image ``sum(cam*mask)/sum(cam)``, then mean.
+def region_shares(cams: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per image, the share of CAM energy inside each region: ``sum(cam*mask)/sum(cam)``, (N,).
 
-    ``cams`` (N, H, W) non-negative; each mask (N, H, W) or (H, W) bool. Images whose CAM sums
-    to 0 are skipped; NaN when every image is skipped.
+    The energy-based pointing game (Wang et al. 2020). ``cams`` (N, H, W) non-negative; each mask
+    (N, H, W) or (H, W) bool. NaN for images whose CAM sums to 0.
     """
     c = np.asarray(cams, dtype=np.float64)
     if c.ndim != 3:
@@ -211,11 +211,21 @@ def localisation_shares(cams: np.ndarray, masks: dict[str, np.ndarray]) -> dict[
         raise SimilarityError("cams must be non-negative; apply ReLU (Grad-CAM does) first.")
     total = c.sum(axis=(1, 2))  # (N,)
     keep = total > 0
-    shares: dict[str, float] = {}
+    shares: dict[str, np.ndarray] = {}
     for name, mask in masks.items():
         m = np.asarray(mask, dtype=bool)
         if m.shape not in (c.shape, c.shape[1:]):
             raise SimilarityError(f"mask {name!r} has shape {m.shape}; expected {c.shape}.")
         inside = (c * m).sum(axis=(1, 2))
-        shares[name] = float(np.mean(inside[keep] / total[keep])) if keep.any() else float("nan")
+        shares[name] = np.where(keep, inside / np.where(keep, total, 1.0), np.nan)
     return shares
+
+
+def localisation_shares(cams: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean over images of :func:`region_shares`; images whose CAM sums to 0 are skipped, NaN
+    when every image is."""
+    out = {}
+    for name, per_image in region_shares(cams, masks).items():
+        kept = per_image[np.isfinite(per_image)]
+        out[name] = float(kept.mean()) if kept.size else float("nan")
+    return out
