@@ -21,12 +21,11 @@ from torch import nn
 from fxcore.activations import capture, last_conv_layer, layer_grams
 from fxcore.checkpoints import CheckpointError, atomic_write_json
 from fxcore.gradcam import explain_image, grad_cam_batch
+from fxcore.probeset import REGIONS, ProbeData, probe_data, probe_set  # noqa: F401 (re-exported)
 from fxcore.runs import Experiment, Run, common_epochs
 from fxcore.similarity import MinibatchCKA, region_shares, weight_dynamics
 from fxcore.stats import layout_2d, mean_var, pool_to_budget
 from fxcore.uncertainty import LEVEL, bootstrap_ci, mean_ci, minibatch_cka, permuted_null
-
-REGIONS = ("mouth", "eyes", "nose")
 
 
 def pick_runs(exp: Experiment, names: Sequence[str] | None = None) -> list[Run]:
@@ -143,7 +142,7 @@ def dynamics(exp: Experiment, runs: Sequence[Run], keys: Sequence[str] | None = 
     a, b = (runs[0], runs[1]) if len(runs) > 1 else (runs[0], runs[0])
     eps = common_epochs([a, b])
     keys = list(keys or [k for k, s in a.shapes.items() if k.endswith("weight") and len(s) >= 2])
-    params = {"keys": keys, "runs": [a.name, b.name]}
+    params = {"keys": keys, "runs": [a.name, b.name], "v": 2}  # v2: update geometry
 
     def compute() -> dict:
         res = weight_dynamics([a.epoch_path(e) for e in eps], [b.epoch_path(e) for e in eps], keys)
@@ -153,28 +152,6 @@ def dynamics(exp: Experiment, runs: Sequence[Run], keys: Sequence[str] | None = 
 
 
 # ---------------------------------------------------------------- activations
-
-
-def probe_set(exp: Experiment, n: int) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
-    """The first ``n`` validation images of the experiment's dataset, and their region masks."""
-    from fxcore.data import DataError, load_dataset, uint8_to_input
-
-    cfg = exp.info.get("config", {})
-    if exp.info.get("dataset") in (None, "imported"):
-        raise CheckpointError(f"{exp.name}: imported runs carry no dataset; no probe images")
-    kw: dict[str, Any] = {"root": cfg.get("data_root"), "attributes": cfg.get("attributes")}
-    if cfg.get("dataset") != "mnist":
-        kw["image_size"] = cfg.get("image_size", 64)
-    ds = load_dataset(cfg["dataset"], split="val", max_samples=n, **kw)
-    x = uint8_to_input(ds.images_uint8()[:n], ds.normalize)  # (N, C, S, S)
-    masks: dict[str, np.ndarray] = {}
-    if hasattr(ds, "region_masks"):
-        names = [*REGIONS, *[a for a in ds.attributes if a not in REGIONS]]
-        try:
-            masks = ds.region_masks(np.arange(len(x)), names)
-        except (KeyError, ValueError, DataError):  # CelebA has no per-attribute masks
-            masks = ds.region_masks(np.arange(len(x)), list(REGIONS))
-    return x, masks
 
 
 def cam_layer(model: nn.Module, image_size: int, min_side: int = 16) -> str:

@@ -29,7 +29,8 @@ def _dynamics(runs: Sequence[Sequence[PathLike]], key: str, cross: bool) -> dict
     """One streamed pass over epochs of one or two runs for ``key`` (float64 sums per epoch).
 
     Returns per run ``r``: ``sq_drift{r}`` = ||W_t - W_0||^2, ``sq_update{r}`` =
-    ||W_t - W_{t-1}||^2, ``sq_norm{r}`` = ||W_t||^2, and with ``cross`` ``dot`` = <A_t, B_t>.
+    ||W_t - W_{t-1}||^2, ``sq_norm{r}`` = ||W_t||^2, and with ``cross`` ``dot`` = <A_t, B_t> and
+    ``dot_delta`` = <A_t - A_0, B_t - B_0> (the two updates from the init).
     Two runs are cut to their common number of epochs.
     """
     n_ep = min(len(r) for r in runs)
@@ -42,7 +43,7 @@ def _dynamics(runs: Sequence[Sequence[PathLike]], key: str, cross: bool) -> dict
     numel = infos[0][0].numel
     block = max(1, min(_BLOCK_ELEMS, numel))
     out = {f"{n}{r}": np.zeros(n_ep) for n in ("sq_drift", "sq_update", "sq_norm") for r in "ab"}
-    out["dot"] = np.zeros(n_ep)
+    out["dot"], out["dot_delta"] = np.zeros(n_ep), np.zeros(n_ep)
     with ExitStack() as stack:
         files = [open_fds(r, stack) for r in infos]
         first = np.empty((len(runs), block))  # W_0 block per run
@@ -63,6 +64,9 @@ def _dynamics(runs: Sequence[Sequence[PathLike]], key: str, cross: bool) -> dict
                         out[f"sq_update{tag}"][t] += np.dot(diff[:n], diff[:n])
                 if cross:
                     out["dot"][t] += np.dot(cur[0, :n], cur[1, :n])
+                    if t > 0:
+                        np.subtract(cur[0, :n], first[0, :n], out=diff[:n])
+                        out["dot_delta"][t] += np.dot(diff[:n], cur[1, :n] - first[1, :n])
                 prev, cur = cur, prev  # this epoch's block becomes "previous"
     return out
 
@@ -98,6 +102,11 @@ def weight_dynamics(
     For each key: ``drift_a``, ``drift_b`` (relative drift), ``update_a``, ``update_b``
     (step norms), ``cosine`` (A vs B), ``norm_a``, ``norm_b`` (``||W_t||_F``). Lists cover the
     epochs both runs have; undefined ratios (zero norm) are NaN.
+
+    Update geometry from the init: ``update_cosine`` = cos(dA, dB) with dA = A_t - A_0, and
+    ``common_share`` = ||(dA + dB)/2||^2 / (||(dA + dB)/2||^2 + ||(dA - dB)/2||^2), the share of
+    the pair's drift energy both runs took together (the rest, ``1 - common_share``, is each
+    run's own); 1 = identical updates, 0.5 = orthogonal, 0 = opposite.
     """
     result: dict[str, dict[str, list[float]]] = {}
     for key in keys:
@@ -111,6 +120,13 @@ def weight_dynamics(
             "cosine": _ratio(d["dot"], norm_a * norm_b).tolist(),
             "norm_a": norm_a.tolist(),
             "norm_b": norm_b.tolist(),
+            "update_cosine": _ratio(
+                d["dot_delta"], np.sqrt(d["sq_drifta"] * d["sq_driftb"])
+            ).tolist(),
+            "common_share": _ratio(
+                d["sq_drifta"] + d["sq_driftb"] + 2 * d["dot_delta"],
+                2 * (d["sq_drifta"] + d["sq_driftb"]),
+            ).tolist(),
         }
     return result
 
