@@ -17,8 +17,10 @@ import torch
 
 from fxcore import analysis
 from fxcore.activations import _logits, pooled_activations
+from fxcore.attribution import attribution_maps, sanity_check, sources
 from fxcore.probes import probe_grid
 from fxcore.runs import Experiment, Run, common_epochs
+from fxcore.similarity import region_shares
 from fxcore.uncertainty import LEVEL, mean_ci
 
 
@@ -93,6 +95,77 @@ def probes(exp: Experiment, runs: Sequence[Run], n_probe: int = 256, n_resamples
     return analysis.cached(exp, "probes", runs, eps, params, compute)
 
 
+def _mean_map(maps: np.ndarray, side: int) -> list[list[float]]:
+    """Mean over images of each map scaled to sum 1 (where each image's energy lies), pooled to
+    ``side`` x ``side``; zero where no image has energy."""
+    total = maps.sum(axis=(1, 2), keepdims=True)
+    keep = total[:, 0, 0] > 0
+    if not keep.any():
+        return np.zeros((side, side)).tolist()
+    mean = torch.from_numpy((maps[keep] / total[keep]).mean(axis=0))[None, None]
+    pooled = torch.nn.functional.adaptive_avg_pool2d(mean.double(), side)[0, 0]
+    return np.round(pooled.numpy() * (maps.shape[1] * maps.shape[2]), 5).tolist()  # 1 = uniform
+
+
+def attribution(exp: Experiment, runs: Sequence[Run], n_probe: int = 256, n_resamples: int = 200,
+                seed: int = 0, epochs: Sequence[int] | None = None, map_side: int = 32,
+                n_sanity: int = 32) -> dict:  # fmt: skip
+    """Region shares for every attribution source (Grad-CAM at each block, the input method) per
+    run, epoch and region, for images with and without the run's attribute, with CIs; the mean
+    maps behind them; and the cascading-randomisation check of each source at the last epoch.
+
+    ``shares[run][source][group][region]``: per epoch ``[share, low, high]``, group "with" /
+    "without". ``maps[run][source][group]``: per epoch a (side, side) mean map of each image's
+    energy distribution (1 = uniform). ``sanity[run][source]``: rank correlations and ``passes``.
+    """
+    eps = list(epochs) if epochs is not None else common_epochs(runs)
+    params = {"n_probe": n_probe, "runs": [r.name for r in runs], "n_resamples": n_resamples,
+              "seed": seed, "map_side": map_side, "n_sanity": n_sanity}  # fmt: skip
+
+    def compute() -> dict:
+        data = analysis.probe_data(exp, n_probe)
+        if not data.masks:
+            return {
+                "epochs": eps,
+                "regions": [],
+                "shares": {},
+                "note": "dataset has no face regions",
+            }
+        side = min(map_side, data.x.shape[-1])
+        shares: dict[str, Any] = {}
+        maps_out: dict[str, Any] = {}
+        sanity: dict[str, Any] = {}
+        names: list[str] = []
+        for run in runs:
+            y = data.labels[:, _column(data.attributes, run)]
+            groups = {"with": y == 1, "without": y == 0}
+            for e in eps:
+                model = run.build_model(e)
+                names = sources(model)
+                for src, m in attribution_maps(model, data.x, names, seed=seed).items():
+                    per = region_shares(m, data.masks)
+                    for g, sel in groups.items():
+                        for region, values in per.items():
+                            est = mean_ci(values[sel], n_resamples, seed)
+                            shares.setdefault(run.name, {}).setdefault(src, {}).setdefault(
+                                g, {}).setdefault(region, []).append([est.value, est.low, est.high])  # fmt: skip
+                        maps_out.setdefault(run.name, {}).setdefault(src, {}).setdefault(
+                            g, []).append(_mean_map(m[sel], side))  # fmt: skip
+            sanity[run.name] = sanity_check(
+                run.build_model(eps[-1]), data.x[:n_sanity], names, seed
+            )
+        return {"epochs": eps, "sources": names, "regions": list(data.masks),
+                "regions_from": data.regions_from, "n_probe": int(len(data.x)),
+                "area": {k: float(np.mean(v)) for k, v in data.masks.items()},
+                "shares": shares, "maps": maps_out, "map_side": side, "sanity": sanity,
+                # Where each region lies on average (for drawing it over the mean maps).
+                "region_maps": {k: _mean_map(v.astype(np.float64), side)
+                                for k, v in data.masks.items() if v.ndim == 3 and v.any()},
+                "level": LEVEL}  # fmt: skip
+
+    return analysis.cached(exp, "attribution", runs, eps, params, compute)
+
+
 def _pair(exp: Experiment, pair: list[Run], n_probe: int, n_resamples: int, seed: int,
           images: bool) -> dict[str, Any]:  # fmt: skip
     out: dict[str, Any] = {"runs": [r.name for r in pair], "dynamics": analysis.dynamics(exp, pair)}
@@ -128,4 +201,6 @@ def compare(exp: Experiment, run_names: Sequence[str] | None = None, n_probe: in
     if images:
         result["accuracy"] = accuracy(exp, everyone, n_probe, n_resamples, seed)
         result["probes"] = probes(exp, everyone, n_probe, n_resamples, seed)
+    if images and exp.info.get("dataset") != "mnist":
+        result["attribution"] = attribution(exp, everyone, n_probe, n_resamples, seed)
     return result
