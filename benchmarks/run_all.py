@@ -39,6 +39,7 @@ BENCHES: dict[str, tuple[str, list[str], list[str], int]] = {
     "explain": ("bench_explain.py", ["--repeat", "3"], ["--repeat", "1", "--size", "64"], 300),
     "train": ("bench_train.py", ["--n", "1024"], ["--n", "64", "--n-val", "32", "--repeat", "1"], 600),
     "app": ("bench_app.py", [], [], 300),
+    "compare": ("bench_compare.py", [], ["--quick"], 600),
     "demo": ("bench_demo.py", [], [], 900),
 }  # fmt: skip
 
