@@ -58,7 +58,7 @@ def test_randomising_the_top_layers_changes_gradcam(tiny_root: Path) -> None:
 def test_probe_reads_a_linearly_coded_attribute() -> None:
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 300)
-    coded = rng.normal(size=(300, 16)) + 1.5 * y[:, None] * (np.arange(16) < 3)
+    coded = rng.normal(size=(300, 16)) + 3.0 * y[:, None] * (np.arange(16) < 3)
     assert probe_accuracy(coded, y, seed=0).value > 0.9
     noise = probe_accuracy(rng.normal(size=(300, 16)), y, seed=0)
     assert 0.3 < noise.value < 0.7 and noise.low < 0.5 < noise.high
