@@ -25,7 +25,7 @@ from fxcore.probeset import REGIONS, ProbeData, probe_data, probe_set  # noqa: F
 from fxcore.runs import Experiment, Run, common_epochs
 from fxcore.similarity import MinibatchCKA, region_shares, weight_dynamics
 from fxcore.stats import layout_2d, mean_var, pool_to_budget
-from fxcore.uncertainty import LEVEL, bootstrap_ci, mean_ci, minibatch_cka, permuted_null
+from fxcore.uncertainty import LEVEL, half_sample_ci, mean_ci, minibatch_cka, permuted_null
 
 
 def pick_runs(exp: Experiment, names: Sequence[str] | None = None) -> list[Run]:
@@ -196,14 +196,14 @@ def cka(exp: Experiment, runs: Sequence[Run], n_probe: int = 256, batch: int = 3
         epochs: Sequence[int] | None = None, n_resamples: int = 200, seed: int = 0) -> dict:  # fmt: skip
     """Minibatch linear CKA between the two runs' activations per layer and epoch (cached).
 
-    ``layers`` holds the values; ``low``/``high`` their seeded bootstrap interval over the probe
+    ``layers`` holds the values; ``low``/``high`` their seeded half-sampling interval over the probe
     images (``n_resamples`` resamples, :data:`~fxcore.uncertainty.LEVEL`), ``null`` the CKA of a
     permuted pairing of the images (~0: a check on the estimator).
     """
     a, b = runs[0], runs[1]
     eps = list(epochs) if epochs is not None else common_epochs([a, b])
     params = {"n_probe": n_probe, "batch": batch, "runs": [a.name, b.name],
-              "n_resamples": n_resamples, "seed": seed}  # fmt: skip
+              "n_resamples": n_resamples, "seed": seed, "ci": "half-sampling"}  # fmt: skip
 
     def compute() -> dict:
         x, _ = probe_set(exp, n_probe)
@@ -215,8 +215,8 @@ def cka(exp: Experiment, runs: Sequence[Run], n_probe: int = 256, batch: int = 3
             ga, gb = layer_grams(ma, x, layers, batch), layer_grams(mb, x, layers, batch)
             for name in layers:
                 k, ll = ga[name], gb[name]
-                low, high = bootstrap_ci(lambda i, k=k, ll=ll: minibatch_cka(k, ll, batch, i),
-                                         len(x), n_resamples, seed)  # fmt: skip
+                low, high = half_sample_ci(lambda i, k=k, ll=ll: minibatch_cka(k, ll, batch, i),
+                                           len(x), values[name], n_resamples, seed)  # fmt: skip
                 row = {"layers": values[name], "low": low, "high": high,
                        "null": permuted_null(k, ll, batch, seed)}  # fmt: skip
                 for key, v in row.items():

@@ -40,8 +40,8 @@ def test_every_pairwise_measure_for_the_pair_and_the_control(result: dict) -> No
         for name, values in c["layers"].items():
             assert values[0] == pytest.approx(1.0, abs=1e-6)  # shared init
             for v, lo, hi in zip(values, c["low"][name], c["high"][name]):
-                if np.isfinite(v):  # a percentile interval of a ratio need not hold the value
-                    assert -1.0 <= lo <= hi <= 1.0 + 1e-9 and abs(v - (lo + hi) / 2) < 0.5
+                if np.isfinite(v):
+                    assert lo - 1e-9 <= v <= hi + 1e-9
         assert abs(np.nanmean([v[-1] for v in c["null"].values()])) < 0.3
         loc = part["localisation"]
         for run, shares in loc["runs"].items():
@@ -96,7 +96,8 @@ def test_compare_is_cached_and_the_cli_prints_both_comparisons(exp_dir: Path, re
     monkeypatch.setattr(analysis, "grad_cam_batch", fail)
     monkeypatch.setattr(analysis, "layer_grams", fail)
     monkeypatch.setattr(trust, "pooled_activations", fail)
-    assert trust.compare(load_experiment(exp_dir), n_probe=32, n_resamples=50) == result
+    again = trust.compare(load_experiment(exp_dir), n_probe=32, n_resamples=50)
+    assert json.dumps(again, sort_keys=True) == json.dumps(result, sort_keys=True)  # NaN-safe
     assert main(["compare", str(exp_dir), "--probe", "32", "--bootstrap", "50", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["control"]["runs"] == ["Smiling", "Smiling-control1"]
