@@ -33,22 +33,6 @@ class Estimate:
         return asdict(self)
 
 
-def bootstrap_ci(statistic: Callable[[np.ndarray], float], n: int, n_resamples: int = 200,
-                 seed: int = 0, level: float = LEVEL) -> tuple[float, float]:  # fmt: skip
-    """Percentile interval of ``statistic(indices)`` over ``n_resamples`` resamples of ``0..n-1``.
-
-    ``statistic`` gets an int array of n image indices drawn with replacement. Seeded: the same
-    arguments give the same interval.
-    """
-    if n < 2 or n_resamples < 1:
-        return float("nan"), float("nan")
-    res = bootstrap((np.arange(n),), lambda idx: statistic(np.asarray(idx, dtype=np.int64)),
-                    n_resamples=n_resamples, confidence_level=level, method="percentile",
-                    vectorized=False, rng=np.random.default_rng(seed))  # fmt: skip
-    ci = res.confidence_interval
-    return float(ci.low), float(ci.high)
-
-
 def mean_ci(values: np.ndarray, n_resamples: int = 200, seed: int = 0,
             level: float = LEVEL) -> Estimate:  # fmt: skip
     """Mean of per-image ``values`` (NaN ones left out) and its bootstrap interval."""
