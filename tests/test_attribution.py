@@ -67,7 +67,14 @@ def test_probe_reads_a_linearly_coded_attribute() -> None:
 
 @pytest.mark.slow
 def test_synthfaces_truth_across_layers_methods_and_probes(tmp_path: Path) -> None:
-    """The demo's SynthFaces pair after 2 epochs: where the ground truth is recovered."""
+    """The demo's SynthFaces pair after 2 epochs: where the ground truth is recovered.
+
+    Measured (128 probes, images with the attribute; Smiling vs Male share): mouth 0.18 vs 0.03
+    and Male cues 0.07 vs 0.19 at features.23, 0.53 vs 0.06 and 0.12 vs 0.40 for smoothed
+    input x gradient; also recovered at features.10 and .36, not at features.3 or .49 (2x2 maps).
+    Every source's rank correlation falls to <= 0.05 once the classifier and block 5 are random.
+    Probes on classifier.3: 0.97 (Smiling) and 0.98 (Male) on each model's own attribute.
+    """
     from fxcore.demo import SYNTH
     from fxcore.train import train
 
