@@ -37,12 +37,13 @@ bench: $(STAMP)
 
 ## Reproduce docs/findings.md: a vgg-mini pair on CelebA (CELEBA=folder in the official layout),
 ## the demo (incl. the MNIST MLP), the comparison and every figure, into checkpoints/ and study/.
+## The pair gets a control run (Smiling again, own batch order): every comparison is read against it.
 ## Interrupted? Run it again: training resumes from the last complete epoch.
 CELEBA ?= ../shared/data/celeba-10k
 study: $(STAMP)
 	$(BIN)/python -m fxcore train --dataset celeba --data-root $(CELEBA) --attributes Smiling Male \
 	    --model vgg-mini --image-size 64 --epochs 6 --batch-size 32 --pretrained no --seed 0 \
-	    --out checkpoints/celeba-vgg-mini --resume --no-progress
+	    --controls 1 --out checkpoints/celeba-vgg-mini --resume --no-progress
 	$(BIN)/python -m fxcore demo
 	mkdir -p study
 	$(BIN)/python -m fxcore compare celeba-vgg-mini --probe 256 --json > study/celeba_compare.json

@@ -324,3 +324,20 @@ def prewarm(delay_s: float = 2.0) -> None:
     threading.Thread(
         target=_import_heavy, args=(delay_s,), name="fxcore-prewarm", daemon=True
     ).start()
+
+
+# ---------------------------------------------------------------- trustworthy comparison (issue 16)
+
+
+@st.cache_data(max_entries=8, ttl=TTL, show_spinner=False)
+def _trust(path: str, names: tuple[str, ...], n_probe: int, n_resamples: int, stamp: Stamp,
+           _exp) -> dict:  # fmt: skip
+    from fxcore import trust
+
+    return trust.compare(_exp, list(names), n_probe=n_probe, n_resamples=n_resamples)
+
+
+def trust_compare(exp: Experiment, runs: Sequence[Run], n_probe: int, n_resamples: int) -> dict:
+    """``fxcore compare`` for the page: L1 vs L2 and L1 vs control with intervals (disk-cached)."""
+    names = tuple(r.name for r in runs)
+    return _trust(str(exp.path), names, n_probe, n_resamples, experiment_stamp(exp.path), exp)

@@ -41,6 +41,7 @@ BENCHES: dict[str, tuple[str, list[str], list[str], int]] = {
     "uploads": ("bench_uploads.py", [], [], 300),
     "app": ("bench_app.py", [], [], 300),
     "live": ("bench_live.py", [], ["--refreshes", "2"], 300),
+    "compare": ("bench_compare.py", [], ["--quick"], 600),
     "demo": ("bench_demo.py", [], [], 900),
 }  # fmt: skip
 

@@ -245,3 +245,60 @@ def overlay(
     colours = matplotlib.colormaps[cmap](t)[..., :3] * 255.0  # (S, S, 3) float
     out = (1.0 - alpha) * img[..., :3].astype(np.float32) + alpha * colours
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+@torch.no_grad()
+def layer_grams(model: nn.Module, x: torch.Tensor, layers: Sequence[str], batch: int = 32,
+                budget_bytes: int = 2**29) -> dict[str, np.ndarray]:  # fmt: skip
+    """Linear Gram matrices ``A A^T`` (n, n), float64, of each layer's flattened outputs over ``x``.
+
+    Layers are taken in groups whose activations for all n images fit ``budget_bytes`` (float32),
+    one forward pass over ``x`` per group, so memory stays bounded for large models.
+    """
+    with model_lock(model), restore_mode(model):
+        model.eval()
+        return _grams(model, _batch(x), layers, batch, budget_bytes)
+
+
+def _grams(model: nn.Module, x: torch.Tensor, layers: Sequence[str], batch: int,
+           budget_bytes: int) -> dict[str, np.ndarray]:  # fmt: skip
+    with capture(model, layers) as acts:
+        _logits(model, x[:1].to(_device(model)))
+    per_image = {name: acts[name][0].numel() * 4 * len(x) for name in layers}
+    groups: list[list[str]] = [[]]
+    used = 0
+    for name in layers:
+        if groups[-1] and used + per_image[name] > budget_bytes:
+            groups.append([])
+            used = 0
+        groups[-1].append(name)
+        used += per_image[name]
+    grams: dict[str, np.ndarray] = {}
+    for group in groups:
+        feats: dict[str, list[torch.Tensor]] = {name: [] for name in group}
+        for start in range(0, len(x), max(1, batch)):
+            with capture(model, group) as acts:
+                _logits(model, x[start : start + batch].to(_device(model)))
+            for name in group:
+                feats[name].append(acts[name].flatten(1).float().cpu())
+        for name in group:
+            a = torch.cat(feats.pop(name)).double()  # (n, d)
+            grams[name] = (a @ a.T).numpy()
+    return grams
+
+
+@torch.no_grad()
+def pooled_activations(model: nn.Module, x: torch.Tensor, layers: Sequence[str],
+                       batch: int = 64) -> dict[str, np.ndarray]:  # fmt: skip
+    """Each layer's outputs over ``x`` averaged over space: conv (n, C, h, w) -> (n, C)."""
+    x = _batch(x)
+    out: dict[str, list[np.ndarray]] = {name: [] for name in layers}
+    with model_lock(model), restore_mode(model):
+        model.eval()
+        for start in range(0, len(x), max(1, batch)):
+            with capture(model, layers) as acts:
+                _logits(model, x[start : start + batch].to(_device(model)))
+            for name in layers:
+                a = acts[name].float().cpu()
+                out[name].append((a.mean(dim=(2, 3)) if a.dim() == 4 else a.flatten(1)).numpy())
+    return {name: np.concatenate(parts) for name, parts in out.items()}

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fxcore.checkpoints import CheckpointError, atomic_write_json, file_stamp
-from fxcore.errors import DataError
-from fxcore.inputs import capabilities, load_split
+from fxcore.inputs import capabilities
+from fxcore.probeset import ProbeData, probe_data, probe_set  # noqa: F401 (re-exported)
 from fxcore.runs import Experiment, Run, common_epochs
-from fxcore.similarity import MinibatchCKA, localisation_shares, weight_dynamics
+from fxcore.similarity import MinibatchCKA, region_shares, weight_dynamics
 from fxcore.stats import layout_2d, mean_var, pool_to_budget
 
 if TYPE_CHECKING:
@@ -32,12 +32,24 @@ if TYPE_CHECKING:
 
 
 def pick_runs(exp: Experiment, names: Sequence[str] | None = None) -> list[Run]:
-    """The runs to compare: the named ones, else the first two (L1, L2), else the only one."""
+    """The runs to compare: the named ones, else the first two (L1, L2), else the only one.
+
+    Control runs are never picked by default: they are the baseline, see :func:`pick_control`.
+    """
     if names:
         return [exp.run(n) for n in names]
     if not exp.runs:
         raise CheckpointError(f"experiment {exp.name} has no runs")
-    return exp.runs[:2]
+    main = [r for r in exp.runs if not r.is_control]
+    return (main or exp.runs)[:2]
+
+
+def pick_control(exp: Experiment, first: Run) -> Run | None:
+    """The first control run of ``first``'s attribute (None when the experiment has none)."""
+    for r in exp.runs:
+        if r.is_control and r.attribute == first.attribute and r.name != first.name:
+            return r
+    return None
 
 
 def epoch_span(runs: Sequence[Run], lo: int | None, hi: int | None) -> list[int]:
@@ -133,7 +145,7 @@ def dynamics(exp: Experiment, runs: Sequence[Run], keys: Sequence[str] | None = 
     a, b = (runs[0], runs[1]) if len(runs) > 1 else (runs[0], runs[0])
     eps = common_epochs([a, b])
     keys = list(keys or [k for k, s in a.shapes.items() if k.endswith("weight") and len(s) >= 2])
-    params = {"keys": keys, "runs": [a.name, b.name]}
+    params = {"keys": keys, "runs": [a.name, b.name], "v": 2}  # v2: update geometry
 
     def compute() -> dict:
         res = weight_dynamics([a.epoch_path(e) for e in eps], [b.epoch_path(e) for e in eps], keys)
@@ -143,24 +155,6 @@ def dynamics(exp: Experiment, runs: Sequence[Run], keys: Sequence[str] | None = 
 
 
 # ---------------------------------------------------------------- activations
-
-
-def probe_set(exp: Experiment, n: int) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
-    """The first ``n`` validation images of the experiment's dataset, and their region masks."""
-    from fxcore.data import REGIONS, uint8_to_input
-
-    if not capabilities(exp.info).probe_images:
-        raise CheckpointError(f"{exp.name}: imported runs carry no dataset; no probe images")
-    ds = load_split(exp.info, "val", max_samples=n)
-    x = uint8_to_input(ds.images_uint8()[:n], ds.normalize)  # (N, C, S, S)
-    masks: dict[str, np.ndarray] = {}
-    if hasattr(ds, "region_masks"):
-        names = [*REGIONS, *[a for a in ds.attributes if a not in REGIONS]]
-        try:
-            masks = ds.region_masks(np.arange(len(x)), names)
-        except (KeyError, ValueError, DataError):  # CelebA has no per-attribute masks
-            masks = ds.region_masks(np.arange(len(x)), list(REGIONS))
-    return x, masks
 
 
 def cam_layer(model: nn.Module, image_size: int, min_side: int = 16) -> str:
@@ -211,47 +205,72 @@ def _cka_epoch(ma: nn.Module, mb: nn.Module, x: torch.Tensor, layers: list[str],
 
 
 def cka(exp: Experiment, runs: Sequence[Run], n_probe: int = 256, batch: int = 32,
-        epochs: Sequence[int] | None = None) -> dict:  # fmt: skip
-    """Minibatch linear CKA between the two runs' activations per layer and epoch (cached)."""
+        epochs: Sequence[int] | None = None, n_resamples: int = 200, seed: int = 0) -> dict:  # fmt: skip
+    """Minibatch linear CKA between the two runs' activations per layer and epoch (cached).
+
+    ``layers`` holds the values; ``low``/``high`` their seeded half-sampling interval over the probe
+    images (``n_resamples`` resamples, :data:`~fxcore.uncertainty.LEVEL`), ``null`` the CKA of a
+    permuted pairing of the images (~0: a check on the estimator).
+    """
     a, b = runs[0], runs[1]
     eps = list(epochs) if epochs is not None else common_epochs([a, b])
-    params = {"n_probe": n_probe, "batch": batch, "runs": [a.name, b.name]}
+    params = {"n_probe": n_probe, "batch": batch, "runs": [a.name, b.name],
+              "n_resamples": n_resamples, "seed": seed, "ci": "half-sampling"}  # fmt: skip
 
     def compute() -> dict:
+        from fxcore.activations import layer_grams
+        from fxcore.uncertainty import LEVEL, half_sample_ci, minibatch_cka, permuted_null
+
         x, _ = probe_set(exp, n_probe)
-        out: dict[str, list[float]] = {}
+        out: dict[str, dict[str, list[float]]] = {k: {} for k in ("layers", "low", "high", "null")}
         for e in eps:
             ma, mb = a.build_model(e), b.build_model(e)
             layers = layer_names(ma)
-            for name, value in _cka_epoch(ma, mb, x, layers, batch).items():
-                out.setdefault(name, []).append(value)
-        return {"epochs": eps, "runs": [a.name, b.name], "n_probe": int(len(x)), "layers": out}
+            values = _cka_epoch(ma, mb, x, layers, batch)
+            ga, gb = layer_grams(ma, x, layers, batch), layer_grams(mb, x, layers, batch)
+            for name in layers:
+                k, ll = ga[name], gb[name]
+                low, high = half_sample_ci(lambda i, k=k, ll=ll: minibatch_cka(k, ll, batch, i),
+                                           len(x), values[name], n_resamples, seed)  # fmt: skip
+                row = {"layers": values[name], "low": low, "high": high,
+                       "null": permuted_null(k, ll, batch, seed)}  # fmt: skip
+                for key, v in row.items():
+                    out[key].setdefault(name, []).append(v)
+        return {"epochs": eps, "runs": [a.name, b.name], "n_probe": int(len(x)), **out,
+                "n_resamples": n_resamples, "level": LEVEL}  # fmt: skip
 
     return cached(exp, "cka", [a, b], eps, params, compute)
 
 
 def localisation(exp: Experiment, runs: Sequence[Run], n_probe: int = 128,
-                 epochs: Sequence[int] | None = None) -> dict:  # fmt: skip
+                 epochs: Sequence[int] | None = None, n_resamples: int = 200,
+                 seed: int = 0) -> dict:  # fmt: skip
     """Share of each model's Grad-CAM inside each face region, per epoch, over a probe set.
 
     The CAM shows the evidence FOR each run's attribute (positive logit) at :func:`cam_layer`.
+    ``ci`` holds each share's seeded bootstrap interval over the probe images as [low, high].
     """
     eps = list(epochs) if epochs is not None else common_epochs(runs)
-    params = {"n_probe": n_probe, "runs": [r.name for r in runs]}
+    params = {"n_probe": n_probe, "runs": [r.name for r in runs], "n_resamples": n_resamples,
+              "seed": seed}  # fmt: skip
 
     def compute() -> dict:
         from fxcore.gradcam import grad_cam_batch
+        from fxcore.uncertainty import LEVEL, mean_ci
 
         x, masks = probe_set(exp, n_probe)
         if not masks:
             return {"epochs": eps, "regions": [], "runs": {}, "note": "dataset has no face regions"}
         shares: dict[str, dict[str, list[float]]] = {}
+        ci: dict[str, dict[str, list[list[float]]]] = {}
         for run in runs:
             for e in eps:
                 model = run.build_model(e)
                 cams = grad_cam_batch(model, x, cam_layer(model, x.shape[-1]), "positive")
-                for region, value in localisation_shares(cams, masks).items():
-                    shares.setdefault(run.name, {}).setdefault(region, []).append(value)
+                for region, per_image in region_shares(cams, masks).items():
+                    est = mean_ci(per_image, n_resamples, seed)
+                    shares.setdefault(run.name, {}).setdefault(region, []).append(est.value)
+                    ci.setdefault(run.name, {}).setdefault(region, []).append([est.low, est.high])
         return {
             "epochs": eps,
             "regions": list(masks),
@@ -259,6 +278,8 @@ def localisation(exp: Experiment, runs: Sequence[Run], n_probe: int = 128,
             "area": {name: float(np.mean(m)) for name, m in masks.items()},
             "n_probe": int(len(x)),
             "runs": shares,
+            "ci": ci,
+            "level": LEVEL,
             "layer": cam_layer(runs[0].build_model(eps[0]), x.shape[-1]),
         }
 

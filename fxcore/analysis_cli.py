@@ -66,12 +66,15 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from fxcore.analysis import compare, pick_runs
+    from fxcore.analysis import pick_runs
     from fxcore.runs import epochs_text
+    from fxcore.trust import compare
 
     exp = _experiment(args)
-    skipped = _report_skipped(pick_runs(exp, args.runs), args.strict)
-    result = compare(exp, args.runs, n_probe=args.probe)
+    used = [*pick_runs(exp, args.runs), *(r for r in exp.runs if r.is_control)]
+    skipped = _report_skipped(used, args.strict)
+    result = compare(exp, args.runs, n_probe=args.probe, n_resamples=args.bootstrap,
+                     seed=args.seed)  # fmt: skip
     result["skipped_epochs"] = [{"run": r, "epoch": e, "reason": why} for r, e, why in skipped]
     if args.json:
         print(json.dumps(jsonable(result)))
@@ -79,12 +82,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     dyn = result["dynamics"]
     a, b = dyn["runs"]
     print(f"{result['experiment']}: {a} vs {b}, epochs {epochs_text(dyn['epochs'])}")
-    cka = result.get("cka", {}).get("layers", {})
-    print(f"{'layer':24} {'drift ' + a[:8]:>15} {'drift ' + b[:8]:>15} {'cosine':>7} {'CKA':>6}")
+    cka = result.get("cka", {})
+    ctl = result.get("control", {}).get("cka", {})
+    nan = [float("nan")]
+    print(f"{'layer':24} {'drift ' + a[:8]:>15} {'drift ' + b[:8]:>15} {'cosine':>7} "
+          f"{'CKA [95% CI]':>20} {'control CKA':>12}")  # fmt: skip
     for key, d in dyn["layers"].items():
-        c = cka.get(key.removesuffix(".weight"), [float("nan")])[-1]
+        name = key.removesuffix(".weight")
+        c, lo, hi = (cka.get(k, {}).get(name, nan)[-1] for k in ("layers", "low", "high"))
+        cc = ctl.get("layers", {}).get(name, nan)[-1]
         print(f"{key:24} {d['drift_a'][-1]:15.3f} {d['drift_b'][-1]:15.3f} {d['cosine'][-1]:7.3f} "
-              f"{c:6.3f}")  # fmt: skip
+              f"{c:6.3f} [{lo:5.2f},{hi:5.2f}] {cc:12.3f}")  # fmt: skip
     loc = result.get("localisation", {})
     for run, shares in loc.get("runs", {}).items():
         text = "  ".join(f"{r} {v[-1]:.2f}" for r, v in shares.items())
@@ -171,6 +179,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     common(p)
     p.add_argument("--runs", nargs=2, metavar=("R1", "R2"))
     p.add_argument("--probe", type=positive_int, default=128, help="probe images for CKA/CAM")
+    p.add_argument("--bootstrap", type=positive_int, default=200,
+                   help="bootstrap resamples for the confidence intervals")  # fmt: skip
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the bootstrap and probes")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
 

@@ -238,12 +238,12 @@ def _versions() -> dict[str, str]:
 
 def create_experiment(
     path: Path, dataset: str, model: str, attributes: list[str], config: dict[str, Any],
-    **extra: Any,
+    runs: list[str] | None = None, **extra: Any,
 ) -> dict[str, Any]:  # fmt: skip
-    """Write ``experiment.json`` of a new experiment (its runs are named by attribute)."""
+    """Write ``experiment.json`` of a new experiment (runs: named by attribute unless given)."""
     path = Path(path)
     info = {"format": FORMAT, "name": path.name, "dataset": dataset, "model": model,
-            "attributes": list(attributes), "runs": list(attributes), "config": config,
+            "attributes": list(attributes), "runs": list(runs or attributes), "config": config,
             **extra, **_versions()}  # fmt: skip
     atomic_write_json(path / "experiment.json", info)
     return info

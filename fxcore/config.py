@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fxcore.argtypes import fraction, nonneg_int, positive_float, positive_int
+from fxcore.errors import CheckpointError
 from fxcore.registry import DATASETS, MODEL_NAMES
 
 # Config keys that may change between a run and its resumption without changing the results' meaning.
@@ -63,6 +64,10 @@ class TrainConfig:
     cache_gb: float = _opt(4.0, "decode the split into memory once when it fits this budget",
                            type=positive_float)  # fmt: skip
     progress: bool = _opt(True, "progress bars (a summary line per epoch is always printed)")
+    controls: int = _opt(0, "extra runs learning the first attribute with their own batch order "
+                         "(the noise floor of every comparison)", type=nonneg_int)  # fmt: skip
+    control_init: str = _opt("same", "controls start from the shared init (same) or their own "
+                             "seeded one (seed)", choices=("same", "seed"))  # fmt: skip
 
     def shared(self) -> dict[str, Any]:
         """The config keys that must match for a resumed or extended experiment."""
@@ -97,3 +102,47 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if values.get("data_root"):  # saved in the experiment: make it valid from any folder
         values["data_root"] = str(Path(values["data_root"]).expanduser().resolve())
     return TrainConfig(**values)
+
+
+# ---------------------------------------------------------------- the runs a config trains
+
+
+def control_name(attribute: str, i: int) -> str:
+    """Folder name of the i-th (1-based) control run of ``attribute``."""
+    return f"{attribute}-control{i}"
+
+
+def run_names(attributes: list[str], controls: int = 0) -> list[str]:
+    """Run folders of a trained experiment: one per attribute, then the first one's controls."""
+    return [*attributes, *(control_name(attributes[0], i) for i in range(1, controls + 1))]
+
+
+# Control i draws its batch order (and, with control_init="seed", its init) from seed + i * this:
+# far enough apart that seed + epoch never meets another run's stream.
+CONTROL_SEED_STEP = 10_000
+
+
+@dataclass
+class RunSpec:
+    """One model of the lockstep trainer: folder, label column, batch-order seed and init seed."""
+
+    name: str
+    column: int  # label column of the attribute it learns
+    order_seed: int  # epoch e's order is epoch_order(N, order_seed, e)
+    init_seed: int | None  # None = the shared init
+    control: bool = False
+
+
+def run_specs(attributes: list[str], seed: int, controls: int = 0,
+              control_init: str = "same") -> list[RunSpec]:  # fmt: skip
+    """One run per attribute (shared init and batch order), then ``controls`` runs that learn
+    ``attributes[0]`` from the same init (``control_init="seed"``: their own) with their own
+    batch order: two runs of one task, i.e. how far any second run drifts (the noise floor)."""
+    if control_init not in ("same", "seed"):
+        raise CheckpointError(f"control_init must be 'same' or 'seed', not {control_init!r}")
+    names = run_names(attributes, controls)
+    specs = [RunSpec(a, k, seed, None) for k, a in enumerate(attributes)]
+    for i, name in enumerate(names[len(attributes) :], start=1):
+        s = seed + i * CONTROL_SEED_STEP
+        specs.append(RunSpec(name, 0, s, s if control_init == "seed" else None, control=True))
+    return specs

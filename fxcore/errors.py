@@ -50,3 +50,7 @@ class DeviceError(FxcoreError, RuntimeError):
 
 class TrainingInterrupted(FxcoreError):
     """Ctrl-C: the last complete epoch is on disk; the message says how to resume."""
+
+
+class ProbeError(FxcoreError, ValueError):
+    """Features and labels do not fit a linear probe; the message says what to do."""

@@ -159,7 +159,10 @@ def dynamics_figures(exp: Experiment, out: Path, n_probe: int) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7, 4))
     for run, shares in loc["runs"].items():
         for region, style in (("mouth", "-"), ("eyes", "--")):
-            ax.plot(loc["epochs"], shares[region], style, marker="o", label=f"{run}: {region}")
+            ci = np.array(loc.get("ci", {}).get(run, {}).get(region, []), float).reshape(-1, 2)
+            err = np.abs(ci.T - np.asarray(shares[region])) if len(ci) else None  # 95% bootstrap
+            ax.errorbar(loc["epochs"], shares[region], yerr=err, fmt=style, marker="o",
+                        capsize=2, label=f"{run}: {region}")  # fmt: skip
     ax.set_xlabel("epoch")
     ax.set_ylabel("share of Grad-CAM energy")
     ax.set_title(f"Where each model looks (Grad-CAM at {loc.get('layer', '?')})")

@@ -52,8 +52,13 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 @torch.no_grad()
 def evaluate(models: list[nn.Module], ds: FxDataset, device: torch.device, losses: list[str],
-             amp: str = "none", cache_gb: float = 4.0) -> list[dict[str, float]]:  # fmt: skip
-    """Validation loss, accuracy and ROC-AUC (binary) of each model on ``ds``."""
+             amp: str = "none", cache_gb: float = 4.0,
+             columns: list[int] | None = None) -> list[dict[str, float]]:  # fmt: skip
+    """Validation loss, accuracy and ROC-AUC (binary) of each model on ``ds``.
+
+    Model k is scored on label column ``columns[k]`` (default k: one model per attribute).
+    """
+    cols = list(range(len(models))) if columns is None else columns
     for m in models:
         m.eval()
     order = torch.arange(len(ds))
@@ -66,16 +71,17 @@ def evaluate(models: list[nn.Module], ds: FxDataset, device: torch.device, losse
         for k, m in enumerate(models):
             with autocast(amp, device):
                 outs[k].append(m(x).float().cpu())
-    y = torch.cat(ys) if ys else torch.zeros(0, len(models))
+    y = torch.cat(ys) if ys else torch.zeros(0, max(cols, default=0) + 1)
     results = []
     for k, _m in enumerate(models):
         out = torch.cat(outs[k]) if outs[k] else torch.zeros(0, 1)
-        row: dict[str, float] = {"val_loss": float(compute_loss(out, y[:, k], losses[k]))}
+        yk = y[:, cols[k]]
+        row: dict[str, float] = {"val_loss": float(compute_loss(out, yk, losses[k]))}
         if out.shape[1] == 1:
-            row["val_accuracy"] = float(((out[:, 0] > 0).float() == y[:, k]).float().mean())
-            row["val_auc"] = roc_auc(out[:, 0].numpy(), y[:, k].numpy())
+            row["val_accuracy"] = float(((out[:, 0] > 0).float() == yk).float().mean())
+            row["val_auc"] = roc_auc(out[:, 0].numpy(), yk.numpy())
         else:
-            row["val_accuracy"] = float((out.argmax(1) == y[:, k].long()).float().mean())
+            row["val_accuracy"] = float((out.argmax(1) == yk.long()).float().mean())
         results.append(row)
     return results
 

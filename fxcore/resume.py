@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ from fxcore.checkpoints import (
     epoch_file,
     read_jsonl,
 )
-from fxcore.config import RESUMABLE_KEYS
+from fxcore.config import RESUMABLE_KEYS, run_names
 from fxcore.runs import load_experiment
 
 if TYPE_CHECKING:
@@ -31,7 +32,8 @@ def prepare_out(out: Path, cfg: TrainConfig, resume: bool, force: bool) -> int:
         raise CheckpointError(f"{out}: exists and is a file; pass a folder for --out")
     if (out / "experiment.json").is_file():
         exp = load_experiment(out)
-        saved = exp.info.get("config", {})
+        # Keys added to the config later: an older experiment used their default.
+        saved = {**asdict(type(cfg)()), **exp.info.get("config", {})}
         same = {k: v for k, v in saved.items() if k not in RESUMABLE_KEYS} == cfg.shared()
         if force:
             for run in exp.runs:
@@ -43,7 +45,7 @@ def prepare_out(out: Path, cfg: TrainConfig, resume: bool, force: bool) -> int:
                 f"{out} holds an experiment with a different config (differs in: "
                 f"{', '.join(diff)}); choose another --out or pass --force to overwrite it"
             )
-        done = complete_epoch(out, cfg.attributes)
+        done = complete_epoch(out, run_names(cfg.attributes, cfg.controls))
         if not resume:
             if done < 0:
                 return -1

@@ -86,6 +86,11 @@ class Run:
         return str(self.info.get("dataset", "?"))
 
     @property
+    def is_control(self) -> bool:
+        """A control run: learns the same attribute as the first run from the same start."""
+        return bool(self.info.get("control", False))
+
+    @property
     def config(self) -> dict[str, Any]:
         return dict(self.info.get("config", {}))
 
@@ -314,22 +319,18 @@ def skipped_epochs(
 def epochs_text(epochs: Iterable[int]) -> str:
     """``0–5`` for a whole span, ``0, 2, 3`` when one is missing (never a range over a gap)."""
     eps = sorted(epochs)
-    if not eps:
-        return "none"
-    if eps == list(range(eps[0], eps[-1] + 1)):
-        return f"{eps[0]}–{eps[-1]}" if len(eps) > 1 else str(eps[0])
-    return ", ".join(map(str, eps))
-
-
-def _named_stamp(path: Path) -> tuple[str, int, int]:
-    return (path.name, *file_stamp(path))
+    if len(eps) > 1 and eps == list(range(eps[0], eps[-1] + 1)):
+        return f"{eps[0]}–{eps[-1]}"
+    return ", ".join(map(str, eps)) or "none"
 
 
 def experiment_stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
-    """Size and mtime of every JSON/JSONL/safetensors file of an experiment (two levels deep).
+    """Size and mtime of every JSON/JSONL/safetensors file of an experiment (two levels deep);
+    not progress.json: it changes every few seconds while a run trains, its epochs don't."""
 
-    progress.json is left out: it changes every few seconds while a run trains, its epochs don't.
-    """
+    def named(p: Path) -> tuple[str, int, int]:
+        return (p.name, *file_stamp(p))
+
     out: list[tuple[str, int, int]] = []
     try:
         entries = sorted(Path(path).iterdir())
@@ -337,12 +338,12 @@ def experiment_stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
         return ()
     for p in entries:
         if p.is_file() and p.suffix == ".json" and p.name != PROGRESS_FILE:
-            out.append(_named_stamp(p))
+            out.append(named(p))
         elif p.is_dir() and not p.name.startswith("."):
             try:
                 files = sorted(p.iterdir())
             except OSError:
                 continue
             out += [(f"{p.name}/{n}", sz, mt) for n, sz, mt in
-                    (_named_stamp(f) for f in files if f.suffix in (".json", ".jsonl", ".safetensors"))]  # fmt: skip
+                    (named(f) for f in files if f.suffix in (".json", ".jsonl", ".safetensors"))]  # fmt: skip
     return tuple(out)

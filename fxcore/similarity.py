@@ -26,7 +26,8 @@ def _dynamics(runs: Sequence[Sequence[PathLike]], key: str, cross: bool) -> dict
     """One streamed pass over epochs of one or two runs for ``key`` (float64 sums per epoch).
 
     Returns per run ``r``: ``sq_drift{r}`` = ||W_t - W_0||^2, ``sq_update{r}`` =
-    ||W_t - W_{t-1}||^2, ``sq_norm{r}`` = ||W_t||^2, and with ``cross`` ``dot`` = <A_t, B_t>.
+    ||W_t - W_{t-1}||^2, ``sq_norm{r}`` = ||W_t||^2, and with ``cross`` ``dot`` = <A_t, B_t> and
+    ``dot_delta`` = <A_t - A_0, B_t - B_0> (the two updates from the init).
     Two runs are cut to their common number of epochs.
     """
     n_ep = min(len(r) for r in runs)
@@ -39,7 +40,7 @@ def _dynamics(runs: Sequence[Sequence[PathLike]], key: str, cross: bool) -> dict
     numel = infos[0][0].numel
     block = max(1, min(_BLOCK_ELEMS, numel))
     out = {f"{n}{r}": np.zeros(n_ep) for n in ("sq_drift", "sq_update", "sq_norm") for r in "ab"}
-    out["dot"] = np.zeros(n_ep)
+    out["dot"], out["dot_delta"] = np.zeros(n_ep), np.zeros(n_ep)
     with ExitStack() as stack:
         files = [open_fds(r, stack) for r in infos]
         first = np.empty((len(runs), block))  # W_0 block per run
@@ -60,6 +61,9 @@ def _dynamics(runs: Sequence[Sequence[PathLike]], key: str, cross: bool) -> dict
                         out[f"sq_update{tag}"][t] += np.dot(diff[:n], diff[:n])
                 if cross:
                     out["dot"][t] += np.dot(cur[0, :n], cur[1, :n])
+                    if t > 0:
+                        np.subtract(cur[0, :n], first[0, :n], out=diff[:n])
+                        out["dot_delta"][t] += np.dot(diff[:n], cur[1, :n] - first[1, :n])
                 prev, cur = cur, prev  # this epoch's block becomes "previous"
     return out
 
@@ -95,6 +99,11 @@ def weight_dynamics(
     For each key: ``drift_a``, ``drift_b`` (relative drift), ``update_a``, ``update_b``
     (step norms), ``cosine`` (A vs B), ``norm_a``, ``norm_b`` (``||W_t||_F``). Lists cover the
     epochs both runs have; undefined ratios (zero norm) are NaN.
+
+    Update geometry from the init: ``update_cosine`` = cos(dA, dB) with dA = A_t - A_0, and
+    ``common_share`` = ||(dA + dB)/2||^2 / (||(dA + dB)/2||^2 + ||(dA - dB)/2||^2), the share of
+    the pair's drift energy both runs took together (the rest, ``1 - common_share``, is each
+    run's own); 1 = identical updates, 0.5 = orthogonal, 0 = opposite.
     """
     result: dict[str, dict[str, list[float]]] = {}
     for key in keys:
@@ -108,6 +117,13 @@ def weight_dynamics(
             "cosine": _ratio(d["dot"], norm_a * norm_b).tolist(),
             "norm_a": norm_a.tolist(),
             "norm_b": norm_b.tolist(),
+            "update_cosine": _ratio(
+                d["dot_delta"], np.sqrt(d["sq_drifta"] * d["sq_driftb"])
+            ).tolist(),
+            "common_share": _ratio(
+                d["sq_drifta"] + d["sq_driftb"] + 2 * d["dot_delta"],
+                2 * (d["sq_drifta"] + d["sq_driftb"]),
+            ).tolist(),
         }
     return result
 
@@ -195,11 +211,11 @@ class MinibatchCKA:
         return float(self.kl / den) if den > 0 else float("nan")
 
 
-def localisation_shares(cams: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, float]:
-    """Share of CAM energy inside each region: per image ``sum(cam*mask)/sum(cam)``, then mean.
+def region_shares(cams: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per image, the share of CAM energy inside each region: ``sum(cam*mask)/sum(cam)``, (N,).
 
-    ``cams`` (N, H, W) non-negative; each mask (N, H, W) or (H, W) bool. Images whose CAM sums
-    to 0 are skipped; NaN when every image is skipped.
+    The energy-based pointing game (Wang et al. 2020). ``cams`` (N, H, W) non-negative; each mask
+    (N, H, W) or (H, W) bool. NaN for images whose CAM sums to 0.
     """
     c = np.asarray(cams, dtype=np.float64)
     if c.ndim != 3:
@@ -208,11 +224,21 @@ def localisation_shares(cams: np.ndarray, masks: dict[str, np.ndarray]) -> dict[
         raise SimilarityError("cams must be non-negative; apply ReLU (Grad-CAM does) first.")
     total = c.sum(axis=(1, 2))  # (N,)
     keep = total > 0
-    shares: dict[str, float] = {}
+    shares: dict[str, np.ndarray] = {}
     for name, mask in masks.items():
         m = np.asarray(mask, dtype=bool)
         if m.shape not in (c.shape, c.shape[1:]):
             raise SimilarityError(f"mask {name!r} has shape {m.shape}; expected {c.shape}.")
         inside = (c * m).sum(axis=(1, 2))
-        shares[name] = float(np.mean(inside[keep] / total[keep])) if keep.any() else float("nan")
+        shares[name] = np.where(keep, inside / np.where(keep, total, 1.0), np.nan)
     return shares
+
+
+def localisation_shares(cams: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean over images of :func:`region_shares`; images whose CAM sums to 0 are skipped, NaN
+    when every image is."""
+    out = {}
+    for name, per_image in region_shares(cams, masks).items():
+        kept = per_image[np.isfinite(per_image)]
+        out[name] = float(kept.mean()) if kept.size else float("nan")
+    return out

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -29,7 +29,7 @@ from fxcore.checkpoints import (
     epoch_file,
     write_epoch,
 )
-from fxcore.config import TrainConfig  # noqa: F401 - re-exported (tests, benchmarks)
+from fxcore.config import TrainConfig, run_specs  # noqa: F401 - TrainConfig re-exported
 from fxcore.data import uint8_to_input
 from fxcore.errors import DeviceError, TrainingInterrupted  # noqa: F401 - re-exported
 from fxcore.inputs import load_split
@@ -117,15 +117,19 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
         raise CheckpointError("lockstep runs need one head size: pick attributes of the same kind")
     n_cls = classes.pop()
     n_out = 1 if n_cls == 2 else n_cls
-    losses = [task_loss(cfg.loss, ds_train.num_classes[a]) for a in attrs]
+    specs = run_specs(attrs, cfg.seed, cfg.controls, cfg.control_init)
+    names = [sp.name for sp in specs]
+    losses = [task_loss(cfg.loss, ds_train.num_classes[attrs[sp.column]]) for sp in specs]
 
-    # One init, copied K times: epoch_000 is bit-identical across runs.
+    # One init, copied K times: epoch_000 is bit-identical across runs (controls: unless seeded).
     base, pretrained_used = _initial_model(cfg, n_out)
-    models = [copy.deepcopy(base).to(device) for _ in attrs]
+    inits = [base if sp.init_seed is None else _initial_model(replace(cfg, seed=sp.init_seed), n_out)[0]
+             for sp in specs]  # fmt: skip
+    models = [copy.deepcopy(m).to(device) for m in inits]
     if cfg.channels_last:
         models = [m.to(memory_format=torch.channels_last) for m in models]
     opts = [torch.optim.Adam(m.parameters(), lr=cfg.lr) for m in models]
-    run_dirs = [out / a for a in attrs]
+    run_dirs = [out / a for a in names]
     shapes = {k: list(v.shape) for k, v in base.state_dict().items()}
     fp = ds_train.fingerprint()
 
@@ -142,13 +146,15 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
         else:
             for d in [out, *run_dirs]:  # what a run killed mid-way through its init left
                 drop_temp(d)
-            create_experiment(out, cfg.dataset, cfg.model, attrs, asdict(cfg),
+            create_experiment(out, cfg.dataset, cfg.model, attrs, asdict(cfg), runs=names,
+                              controls=[sp.name for sp in specs if sp.control],
                               data_fingerprint=fp, pretrained_used=pretrained_used)  # fmt: skip
-            for k, d in enumerate(run_dirs):
-                create_run(d, attrs[k], cfg.model, cfg.dataset, n_out, asdict(cfg), shapes,
-                           loss=losses[k])  # fmt: skip
+            for k, (d, sp) in enumerate(zip(run_dirs, specs)):
+                create_run(d, attrs[sp.column], cfg.model, cfg.dataset, n_out, asdict(cfg), shapes,
+                           loss=losses[k], control=sp.control, order_seed=sp.order_seed,
+                           init_seed=cfg.seed if sp.init_seed is None else sp.init_seed)  # fmt: skip
                 save_optimizer(opts[k], d / "optim_000.safetensors", epoch=0)
-                write_epoch(d, 0, base.state_dict(), {}, run=attrs[k], config=asdict(cfg),
+                write_epoch(d, 0, inits[k].state_dict(), {}, run=sp.name, config=asdict(cfg),
                             data_fingerprint=fp)  # fmt: skip
 
     if dist.world > 1:
@@ -160,62 +166,71 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
     n = len(ds_train)
     bar = None
     live = ProgressWriter(out, asdict(cfg), start, enabled=dist.main)  # <out>/progress.json
+    # Runs sharing a batch order step together (the attribute runs); each control has its own.
+    groups: dict[int, list[int]] = {}
+    for k, sp in enumerate(specs):
+        groups.setdefault(sp.order_seed, []).append(k)
     try:
         for epoch in range(start + 1 if start >= 0 else 1, cfg.epochs + 1):
-            torch.manual_seed(cfg.seed * 1000 + epoch)
-            order = epoch_order(n, cfg.seed, epoch)
-            plan = plan_batches(order, cfg.batch_size, dist)
-            batches, global_sizes = [b for b, _ in plan], [g for _, g in plan]
             for m in wrapped:
                 m.train()
             sums = [0.0] * len(models)
-            t0, seen = time.perf_counter(), 0
-            live.epoch_start(epoch, len(batches))
-            bar = tqdm(total=n, desc=f"epoch {epoch}/{cfg.epochs}", unit="img",
+            t0, seen, done_steps = time.perf_counter(), 0, 0
+            n_steps = len(plan_batches(epoch_order(n, cfg.seed, epoch), cfg.batch_size, dist))
+            live.epoch_start(epoch, n_steps * len(groups))
+            bar = tqdm(total=n * len(groups), desc=f"epoch {epoch}/{cfg.epochs}", unit="img",
                        disable=not (cfg.progress and dist.main), leave=False)  # fmt: skip
-            for step, (xb, yb) in enumerate(
-                iterate_batches(ds_train, batches, cfg.cache_gb, cfg.workers, pin)
-            ):
-                x = uint8_to_input(xb.to(device, non_blocking=pin), ds_train.normalize)
-                if cfg.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                y = yb.to(device)
-                # DDP averages rank gradients; weight each rank by its share of the global batch so
-                # the update equals the single-process mean over the whole batch.
-                scale = len(xb) * dist.world / global_sizes[step] if dist.world > 1 else 1.0
-                for k, (m, opt) in enumerate(zip(wrapped, opts)):
-                    opt.zero_grad(set_to_none=True)
-                    with autocast(cfg.amp, device):
-                        loss = compute_loss(m(x).float(), y[:, k], losses[k])
-                    (loss * scale).backward()
-                    opt.step()
-                    sums[k] += float(loss.detach())
-                seen += len(xb) * dist.world
-                bar.update(len(xb) * dist.world)
-                live.step(step + 1, seen, n)
-                if step % 10 == 0:
-                    rate = seen / max(time.perf_counter() - t0, 1e-9)
-                    bar.set_postfix({a[:8]: f"{s / (step + 1):.3f}" for a, s in zip(attrs, sums)}
-                                    | {"img/s": f"{rate:.0f}"})  # fmt: skip
+            for order_seed, members in groups.items():
+                torch.manual_seed(order_seed * 1000 + epoch)
+                order = epoch_order(n, order_seed, epoch)
+                plan = plan_batches(order, cfg.batch_size, dist)
+                batches, global_sizes = [b for b, _ in plan], [g for _, g in plan]
+                for step, (xb, yb) in enumerate(
+                    iterate_batches(ds_train, batches, cfg.cache_gb, cfg.workers, pin)
+                ):
+                    x = uint8_to_input(xb.to(device, non_blocking=pin), ds_train.normalize)
+                    if cfg.channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    y = yb.to(device)
+                    # DDP averages rank gradients; weight each rank by its share of the global
+                    # batch so the update equals the single-process mean over the whole batch.
+                    scale = len(xb) * dist.world / global_sizes[step] if dist.world > 1 else 1.0
+                    for k in members:
+                        m, opt = wrapped[k], opts[k]
+                        opt.zero_grad(set_to_none=True)
+                        with autocast(cfg.amp, device):
+                            loss = compute_loss(m(x).float(), y[:, specs[k].column], losses[k])
+                        (loss * scale).backward()
+                        opt.step()
+                        sums[k] += float(loss.detach())
+                    seen += len(xb) * dist.world
+                    done_steps += 1
+                    bar.update(len(xb) * dist.world)
+                    live.step(done_steps, seen, n * len(groups))
+                    if step % 10 == 0:
+                        rate = seen / max(time.perf_counter() - t0, 1e-9)
+                        bar.set_postfix({names[k][:8]: f"{sums[k] / (step + 1):.3f}" for k in members}
+                                        | {"img/s": f"{rate:.0f}"})  # fmt: skip
             bar.close()
             seconds = time.perf_counter() - t0
-            steps = max(1, len(batches))
+            steps = max(1, n_steps)
             if dist.main:
                 live.phase("evaluating")
-                vals = evaluate(models, ds_val, device, losses, cfg.amp, cfg.cache_gb)
+                vals = evaluate(models, ds_val, device, losses, cfg.amp, cfg.cache_gb,
+                                columns=[sp.column for sp in specs])  # fmt: skip
                 for k, d in enumerate(run_dirs):
                     row = {"epoch": epoch, "train_loss": sums[k] / steps, **vals[k],
                            "seconds": seconds, "images_per_s": n / max(seconds, 1e-9)}  # fmt: skip
                     # Order matters for crash safety: optimizer, then weights, then the metrics row
                     # that marks the epoch complete; older optimizer states are dropped last.
                     save_optimizer(opts[k], d / f"optim_{epoch:03d}.safetensors", epoch=epoch)
-                    write_epoch(d, epoch, models[k].state_dict(), row, run=attrs[k],
+                    write_epoch(d, epoch, models[k].state_dict(), row, run=names[k],
                                 config=asdict(cfg), data_fingerprint=fp)  # fmt: skip
                     (d / f"optim_{epoch - 2:03d}.safetensors").unlink(missing_ok=True)
                 live.epoch_done(epoch, n)
                 # One line per epoch even without progress bars: logs show where a run got to.
                 summary = "  ".join(
-                    f"{a}: acc {v['val_accuracy']:.3f}" for a, v in zip(attrs, vals)
+                    f"{a}: acc {v['val_accuracy']:.3f}" for a, v in zip(names, vals)
                 )
                 print(f"epoch {epoch}/{cfg.epochs}  {summary}  ({n / seconds:.0f} img/s, "
                       f"{seconds:.0f} s)", file=sys.stderr)  # fmt: skip
@@ -225,16 +240,16 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
         if bar is not None:
             bar.close()  # clear the progress line so the message starts on its own line
         if dist.main:
-            settle(out, attrs)
+            settle(out, names)
         live.end("interrupted")
         raise (
-            _interrupted(out, attrs) if dist.main else TrainingInterrupted("interrupted")
+            _interrupted(out, names) if dist.main else TrainingInterrupted("interrupted")
         ) from None
     except CheckpointError as exc:
         if bar is not None:
             bar.close()
         if dist.main:
-            settle(out, attrs)
+            settle(out, names)
         live.end("failed", exc)
         raise
     except Exception as exc:

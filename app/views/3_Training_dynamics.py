@@ -6,6 +6,7 @@ import cache
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+import trust_view  # issue 16: control run, intervals, layers and methods, probes
 import ui
 
 from fxcore.data import REGIONS
@@ -147,6 +148,8 @@ def main() -> None:
         cka_section(exp, runs)
     with ui.guard("Attention localisation"):
         localisation_section(exp, runs)
+    with ui.guard("Trustworthy comparison"):  # issue 16
+        trust_view.render(exp, runs)
 
 
 main()
