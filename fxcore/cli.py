@@ -188,6 +188,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=_nonneg_int, default=2, help="DataLoader workers (streaming)")
     p.add_argument("--cache-gb", type=_positive_float, default=4.0,
                    help="decode the split into memory once when it fits this budget")  # fmt: skip
+    p.add_argument("--augment", nargs="?", const="on", default="auto", choices=("auto", "on", "off"),
+                   help="batch augmentation shared by the lockstep (auto: on for face datasets)")  # fmt: skip
     p.add_argument("--out", required=True, help="experiment folder (one run folder per attribute)")
     p.add_argument("--resume", action="store_true", help="continue from the last complete epoch")
     p.add_argument("--force", action="store_true", help="overwrite an existing experiment")

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fxcore.augment import LEGACY_AUGMENT
 from fxcore.checkpoints import (
     CheckpointError,
     atomic_write_bytes,
@@ -33,7 +34,8 @@ def prepare_out(out: Path, cfg: TrainConfig, resume: bool, force: bool) -> int:
         raise CheckpointError(f"{out}: exists and is a file; pass a folder for --out")
     if (out / "experiment.json").is_file():
         exp = load_experiment(out)
-        saved = exp.info.get("config", {})
+        # Experiments from before --augment existed were trained without it (issue 15 hook).
+        saved = {"augment": LEGACY_AUGMENT, **exp.info.get("config", {})}
         same = {k: v for k, v in saved.items() if k not in RESUMABLE_KEYS} == cfg.shared()
         if force:
             for run in exp.runs:

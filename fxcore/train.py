@@ -13,6 +13,7 @@ every global batch (``--batch-size`` is the global batch), and only rank 0 write
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from fxcore import __version__
+from fxcore.augment import BatchAugmenter, resolve_augment
 from fxcore.batches import Dist, epoch_order, iterate_batches, plan_batches
 from fxcore.checkpoints import (
     FORMAT,
@@ -76,6 +78,7 @@ class TrainConfig:
     workers: int = 2  # DataLoader workers when images are streamed from disk
     cache_gb: float = 4.0  # decode the whole split into memory once when it fits in this budget
     progress: bool = True  # show a progress bar per epoch
+    augment: str = "auto"  # batch augmentation (fxcore/augment.py): auto = on for faces | on | off
 
     def shared(self) -> dict[str, Any]:
         """The config keys that must match for a resumed or extended experiment."""
@@ -129,6 +132,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
 
     out = Path(out)
     dist = Dist.from_env()
+    # --augment hook (issue 15): "auto" is resolved here so experiment.json records on/off.
+    cfg = dataclasses.replace(cfg, augment=resolve_augment(cfg.augment, cfg.dataset))
     if dist.world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo"
         torch.distributed.init_process_group(backend)
@@ -218,6 +223,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
         wrapped = models
     pin = device.type == "cuda"
     n = len(ds_train)
+    augmenter = (
+        BatchAugmenter(ds_train.image_size, ds_train.channels) if cfg.augment == "on" else None
+    )
     bar = None
     try:
         for epoch in range(start + 1 if start >= 0 else 1, cfg.epochs + 1):
@@ -234,6 +242,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
             for step, (xb, yb) in enumerate(
                 iterate_batches(ds_train, batches, cfg.cache_gb, cfg.workers, pin)
             ):
+                if augmenter is not None:  # once per batch, shared by every model of the lockstep
+                    xb = augmenter(xb, cfg.seed, epoch, step, dist.rank)
                 x = uint8_to_input(xb.to(device, non_blocking=pin), ds_train.normalize)
                 if cfg.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
