@@ -90,6 +90,27 @@ def bad_epochs(exp: Experiment) -> None:
                f"epochs stay usable.\n\n{lines}")  # fmt: skip
 
 
+def evaluation_section(exp: Experiment) -> None:
+    """The last evaluations ``fxcore eval`` stored in the experiment (issue 15)."""
+    from fxcore.eval_store import stored_evaluations
+
+    st.subheader("Evaluation")
+    evals = stored_evaluations(exp.path)
+    if not evals:
+        st.caption(f"No stored evaluation. Run `python -m fxcore eval {exp.name} [--images DIR]` "
+                   "to score every run and epoch through the upload path.")  # fmt: skip
+        return
+    rows = [{"set": ev.get("set"), "framing": ev.get("framing"), "images": ev.get("n_images"),
+             "run": run, "epoch": int(epoch), "accuracy": m.get("accuracy"),
+             "balanced accuracy": m.get("balanced_accuracy"), "AUC": m.get("auc"),
+             "ECE": m.get("ece"), "when": ev.get("time")}
+            for ev in evals for run, per in ev.get("runs", {}).items()
+            for epoch, m in per.items()]  # fmt: skip
+    st.caption("Stored by `python -m fxcore eval`: each set and framing's last evaluation, through "
+               "the same upload path as the Feature maps page.")  # fmt: skip
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+
+
 def demo_section() -> None:
     root = cache.checkpoints_root()
     st.info(f"No experiment found in `{root}`.")
@@ -146,6 +167,8 @@ def main() -> None:
         curves(exp)
     with ui.guard("Checkpoint check"):
         bad_epochs(exp)
+    with ui.guard("Evaluation"):
+        evaluation_section(exp)
     with st.expander("Configuration"):
         st.json(exp.info.get("config", {}), expanded=False)
 

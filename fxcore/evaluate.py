@@ -14,12 +14,11 @@ Metrics per run and epoch, for the positive class probability ``p = sigmoid(logi
   ``max(p, 1 - p)`` in [0.5, 1]: ``sum_b |B_b| / N * |accuracy(B_b) - mean confidence(B_b)|``.
 
 The result is written to ``EXPERIMENT/evaluations/<images>-<framing>.json`` (the last evaluation of
-that set and framing), which the app's Home page shows.
+that set and framing, :mod:`fxcore.eval_store`), which the app's Home page shows.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 
 from fxcore.celeba_files import ATTR_FILE, _parse_attrs
-from fxcore.checkpoints import atomic_write_json
+from fxcore.eval_store import save_evaluation
 from fxcore.faces import prepare_upload
 from fxcore.metrics import roc_auc
 from fxcore.runs import Experiment
@@ -37,7 +36,6 @@ from fxcore.runs import Experiment
 ECE_BINS = 10
 FRAMINGS = ("align", "face", "centre")  # --align | face crop (the app's toggle) | --centre
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-EVAL_DIR = "evaluations"
 
 
 class EvalError(Exception):
@@ -217,20 +215,5 @@ def evaluate_experiment(
               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "runs": results}  # fmt: skip
     if save:
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{eval_set.name}-{framing}")
-        (exp.path / EVAL_DIR).mkdir(exist_ok=True)
-        atomic_write_json(exp.path / EVAL_DIR / f"{slug}.json", record)
+        save_evaluation(exp.path, record)
     return record
-
-
-def stored_evaluations(exp: Experiment) -> list[dict[str, Any]]:
-    """The evaluations ``fxcore eval`` stored in the experiment, newest first."""
-    import json
-
-    out = []
-    for path in sorted((exp.path / EVAL_DIR).glob("*.json")):
-        try:
-            out.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue
-    return sorted(out, key=lambda r: r.get("time", ""), reverse=True)

@@ -116,3 +116,24 @@ def test_cli_eval_default_test_split_json(tiny_root: Path) -> None:
     bad = subprocess.run(cmd[:-3] + ["--epoch", "99"], capture_output=True, text=True, cwd=ROOT,
                          timeout=300)  # fmt: skip
     assert bad.returncode == 1 and bad.stderr.startswith("error: epoch 99 is not on disk")
+
+
+def test_home_shows_the_stored_evaluations(tiny_root: Path, tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    shutil.copytree(tiny_root / "tiny-synth", tmp_path / "tiny-synth")
+    shutil.rmtree(tmp_path / "tiny-synth" / "evaluations", ignore_errors=True)
+    exp = load_experiment(tmp_path / "tiny-synth")
+    res = evaluate_experiment(exp, None, "centre", epochs=[3], progress=False)
+    monkeypatch.setenv("FXCORE_CHECKPOINTS", str(tmp_path))
+    at = AppTest.from_file(str(ROOT / "app" / "Home.py"), default_timeout=120)
+    at.session_state["experiment"] = "tiny-synth"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Evaluation" in [h.value for h in at.subheader]
+    df = at.dataframe[1].value
+    assert sorted(df["run"]) == ["Male", "Smiling"] and set(df["framing"]) == {"centre"}
+    for _, row in df.iterrows():
+        assert row["accuracy"] == pytest.approx(res["runs"][row["run"]]["3"]["accuracy"])
