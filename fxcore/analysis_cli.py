@@ -128,6 +128,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ship(args: argparse.Namespace) -> int:
+    from fxcore.ship import ship_experiment
+
+    res = ship_experiment(_experiment(args).path)
+    print(f"{args.experiment}: {res['files']} epoch files to float16, optimizer state removed; "
+          f"{res['bytes_before'] / 1e6:.1f} MB -> {res['bytes_after'] / 1e6:.1f} MB")  # fmt: skip
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register the analysis sub-commands on the main parser."""
     from fxcore.cli import DEFAULT_ROOT, _epoch_range, _nonneg_int, _positive_int
@@ -187,3 +196,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epoch", type=_nonneg_int, help="only this epoch (default: every epoch)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("ship", help="float16 weights and no optimizer state (to commit a pair)")
+    common(p)
+    p.set_defaults(func=cmd_ship)
