@@ -38,8 +38,9 @@ def test_float16_files_keep_metadata_and_drop_optimizer_state(pair) -> None:
         assert not list((half / run).glob("optim_*"))
         sd = load_file(str(half / run / "epoch_003.safetensors"))
         assert {t.dtype for t in sd.values() if t.is_floating_point()} == {torch.float16}
-        meta, ref = read_meta(half / run / "epoch_003.safetensors"), read_meta(
-            full / run / "epoch_003.safetensors"
+        meta, ref = (
+            read_meta(half / run / "epoch_003.safetensors"),
+            read_meta(full / run / "epoch_003.safetensors"),
         )
         assert meta.pop("stored_dtype") == "float16" and meta == ref
 
