@@ -34,7 +34,7 @@ bench: $(STAMP)
 CELEBA ?= ../shared/data/celeba-10k
 study: $(STAMP)
 	$(BIN)/python -m fxcore train --dataset celeba --data-root $(CELEBA) --attributes Smiling Male \
-	    --model vgg-mini --image-size 64 --epochs 6 --batch-size 32 --pretrained no --seed 0 \
+	    --model vgg-mini --image-size 64 --epochs 6 --batch-size 32 --pretrained no --seed 0 --augment off \
 	    --out checkpoints/celeba-vgg-mini --resume --no-progress
 	$(BIN)/python -m fxcore demo
 	mkdir -p study
