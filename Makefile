@@ -43,7 +43,7 @@ CELEBA ?= ../shared/data/celeba-10k
 study: $(STAMP)
 	$(BIN)/python -m fxcore train --dataset celeba --data-root $(CELEBA) --attributes Smiling Male \
 	    --model vgg-mini --image-size 64 --epochs 6 --batch-size 32 --pretrained no --seed 0 \
-	    --controls 1 --out checkpoints/celeba-vgg-mini --resume --no-progress
+	    --controls 1 --augment off --out checkpoints/celeba-vgg-mini --resume --no-progress
 	$(BIN)/python -m fxcore demo
 	mkdir -p study
 	$(BIN)/python -m fxcore compare celeba-vgg-mini --probe 256 --json > study/celeba_compare.json

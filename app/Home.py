@@ -93,6 +93,27 @@ def bad_epochs(exp: Experiment) -> None:
                f"epochs stay usable.\n\n{lines}")  # fmt: skip
 
 
+def evaluation_section(exp: Experiment) -> None:
+    """The last evaluations ``fxcore eval`` stored in the experiment (issue 15)."""
+    from fxcore.eval_store import stored_evaluations
+
+    st.subheader("Evaluation")
+    evals = stored_evaluations(exp.path)
+    if not evals:
+        st.caption(f"No stored evaluation. Run `python -m fxcore eval {exp.name} [--images DIR]` "
+                   "to score every run and epoch through the upload path.")  # fmt: skip
+        return
+    rows = [{"set": ev.get("set"), "framing": ev.get("framing"), "images": ev.get("n_images"),
+             "run": run, "epoch": int(epoch), "accuracy": m.get("accuracy"),
+             "balanced accuracy": m.get("balanced_accuracy"), "AUC": m.get("auc"),
+             "ECE": m.get("ece"), "when": ev.get("time")}
+            for ev in evals for run, per in ev.get("runs", {}).items()
+            for epoch, m in per.items()]  # fmt: skip
+    st.caption("Stored by `python -m fxcore eval`: each set and framing's last evaluation, through "
+               "the same upload path as the Feature maps page.")  # fmt: skip
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+
+
 def demo_section() -> None:
     root = cache.checkpoints_root()
     st.info(f"No experiment found in `{root}`.")
@@ -161,13 +182,15 @@ def home() -> None:
     going = live.running(exps)
     live.follow(experiments_live, "home_live", going)
     exp = cache.experiment(st.session_state.get("experiment")) or exps[0]
+    with ui.guard("Evaluation"):
+        evaluation_section(exp)
     with st.expander("Configuration"):
         st.json(exp.info.get("config", {}), expanded=False)
     cache.prewarm()  # after the page is drawn: the analysis pages' imports load in the background
 
 
 def page(path: str, title: str, icon: str) -> st.Page:
-    """A page file of ``app/views/`` (not ``pages/``: with ``st.navigation`` Streamlit ignores that folder, and AppTest would run its files without this entry script); its URL keeps the name it had as a file-based page."""
+    """A page file of ``app/views/``; its URL keeps the name it had as a file-based page."""
     return st.Page(path, title=title, icon=icon, url_path=Path(path).stem.split("_", 1)[1])
 
 

@@ -211,16 +211,18 @@ def explain(runs: Sequence[Run], epoch: int, layer: str, x, image_key: str, top_
 
 
 @st.cache_data(max_entries=16, ttl=TTL, show_spinner=False)
-def _prepared(digest: str, image_size: int, normalize: bool, crop_face: bool, mode: str, _data):
+def _prepared(digest: str, image_size: int, normalize: bool, crop_face: bool, mode: str,
+              align: bool, _data):  # fmt: skip
     from fxcore.faces import prepare_upload
 
-    return prepare_upload(_data, image_size, normalize, crop_face=crop_face, mode=mode)
+    return prepare_upload(_data, image_size, normalize, crop_face=crop_face, mode=mode, align=align)
 
 
-def prepared_upload(data: bytes, image_size: int, normalize: bool, crop_face: bool, mode: str):
+def prepared_upload(data: bytes, image_size: int, normalize: bool, crop_face: bool, mode: str,
+                    align: bool = False):  # fmt: skip
     """:func:`fxcore.faces.prepare_upload` of the bytes, cached by their hash."""
     digest = hashlib.sha256(data).hexdigest()
-    return _prepared(digest, image_size, normalize, crop_face, mode, data)
+    return _prepared(digest, image_size, normalize, crop_face, mode, align, data)
 
 
 # ---------------------------------------------------------------- datasets

@@ -188,10 +188,12 @@ def epoch_picker(epochs: list[int], key: str, label: str = "Epoch") -> int:
 
 
 def prepare_image(data: bytes, image_size: int, normalize: bool, crop_face: bool = False,
-                  mode: str = "RGB") -> tuple[PreparedImage | None, str | None]:  # fmt: skip
+                  mode: str = "RGB", align: bool = False,
+                  ) -> tuple[PreparedImage | None, str | None]:  # fmt: skip
     """Prepare uploaded bytes as the models' input: ``(prepared, None)`` or ``(None, message)``."""
     try:
-        return cache.prepared_upload(bytes(data), image_size, normalize, crop_face, mode), None
+        return cache.prepared_upload(bytes(data), image_size, normalize, crop_face, mode,
+                                     align), None  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - e.g. an exotic decoder failure: still a message
         if is_image_error(exc):
             return None, f"Cannot use this file: {exc}"
@@ -200,6 +202,24 @@ def prepare_image(data: bytes, image_size: int, normalize: bool, crop_face: bool
 
 
 # ---------------------------------------------------------------- images
+
+
+def landmark_picture(data: bytes, prepared: PreparedImage, width: int = 320) -> Image.Image:
+    """The upload at ``width`` px with its face box and the five landmarks drawn on it."""
+    from PIL import ImageDraw
+
+    from fxcore.faces import load_image
+
+    img = load_image(data)
+    k = width / img.width
+    img = img.resize((width, max(1, round(img.height * k))))
+    draw = ImageDraw.Draw(img)
+    if prepared.face_box:
+        draw.rectangle([v * k for v in prepared.face_box], outline=(255, 200, 0), width=2)
+    colours = [(0, 255, 0), (0, 255, 0), (0, 160, 255), (255, 0, 80), (255, 0, 80)]
+    for (x, y), c in zip(prepared.landmarks_original * k, colours):
+        draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=c, outline=(0, 0, 0))
+    return img
 
 
 def upscale(img: np.ndarray | Image.Image, size: int = DISPLAY_PX) -> np.ndarray:

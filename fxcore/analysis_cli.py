@@ -156,6 +156,41 @@ def cmd_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from fxcore.evaluate import EvalError, evaluate_experiment, folder_set
+
+    exp = _experiment(args)
+    attrs = [r.attribute for r in exp.runs]
+    labels = Path(args.labels) if args.labels else None
+    if labels and not args.images:
+        raise EvalError("--labels needs --images DIR: the folder of the photos it labels")
+    eval_set = folder_set(Path(args.images), labels, attrs) if args.images else None
+    epochs = [args.epoch] if args.epoch is not None else None
+    res = evaluate_experiment(exp, eval_set, args.framing, epochs, progress=not args.json)
+    if args.json:
+        print(json.dumps(jsonable(res)))
+        return 0
+    framed = ", ".join(f"{k} {v}" for k, v in res["framed"].items())
+    print(f"{res['experiment']} on {res['set']} ({res['n_images']} images, {res['framing']}: "
+          f"{framed}; {res['seconds_per_image'] * 1000:.0f} ms/image)")  # fmt: skip
+    print(f"{'run':12} {'epoch':>5} {'acc':>6} {'bal_acc':>7} {'AUC':>6} {'ECE':>6}")
+    for run, per_epoch in res["runs"].items():
+        for epoch, m in per_epoch.items():
+            print(f"{run:12} {epoch:>5} {m['accuracy']:6.3f} {m['balanced_accuracy']:7.3f} "
+                  f"{m['auc']:6.3f} {m['ece']:6.3f}")  # fmt: skip
+    print(f"stored in {exp.path / 'evaluations'}")
+    return 0
+
+
+def cmd_ship(args: argparse.Namespace) -> int:
+    from fxcore.ship import ship_experiment
+
+    res = ship_experiment(_experiment(args).path)
+    print(f"{args.experiment}: {res['files']} epoch files to float16, optimizer state removed; "
+          f"{res['bytes_before'] / 1e6:.1f} MB -> {res['bytes_after'] / 1e6:.1f} MB")  # fmt: skip
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register the analysis sub-commands on the main parser."""
 
@@ -203,3 +238,25 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", help="VGG tensor for the mean/variance figures")
     p.add_argument("--probe", type=positive_int, default=64)
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser(
+        "eval", help="accuracy, AUC, balanced accuracy and ECE on a folder of photos"
+    )
+    common(p)
+    p.add_argument("--images", help="folder of photos (default: the experiment's test split)")
+    p.add_argument("--labels", help="CelebA-format attribute file (default: in --images or above)")
+    framing = p.add_mutually_exclusive_group()
+    framing.add_argument("--align", dest="framing", action="store_const", const="align",
+                         help="detect the face and align it like CelebA (default)")  # fmt: skip
+    framing.add_argument("--face-crop", dest="framing", action="store_const", const="face",
+                         help="detect the face and crop it (no alignment)")  # fmt: skip
+    framing.add_argument("--centre", dest="framing", action="store_const", const="centre",
+                         help="centre crop, as the training images")  # fmt: skip
+    p.set_defaults(framing="align")
+    p.add_argument("--epoch", type=nonneg_int, help="only this epoch (default: every epoch)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("ship", help="float16 weights and no optimizer state (to commit a pair)")
+    common(p)
+    p.set_defaults(func=cmd_ship)

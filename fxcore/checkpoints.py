@@ -297,3 +297,17 @@ def write_epoch(
     if metrics and epoch > 0:
         append_jsonl(Path(run_dir) / "metrics.jsonl", metrics)
     return path
+
+
+def halve_epoch(path: Path) -> bool:
+    """Rewrite one epoch file with its floating-point tensors in float16 (atomically; metadata
+    kept, plus ``"stored_dtype": "float16"``). False when it already was float16."""
+    import torch
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    if all(t.dtype == torch.float16 for t in tensors.values() if t.is_floating_point()):
+        return False
+    half = {k: t.half() if t.is_floating_point() else t for k, t in tensors.items()}
+    save_checkpoint(path, half, {**read_meta(path), "stored_dtype": "float16"})
+    return True

@@ -13,8 +13,11 @@ from typing import Any
 
 from fxcore.argtypes import fraction, nonneg_int, positive_float, positive_int
 from fxcore.errors import CheckpointError
-from fxcore.registry import DATASETS, MODEL_NAMES
+from fxcore.registry import DATASETS, FACE_DATASETS, MODEL_NAMES
 
+AUGMENT_CHOICES = ("auto", "on", "off")  # --augment (fxcore.augment): auto = on for face datasets
+# What experiments written before --augment existed were trained with (their config lacks the key).
+LEGACY_AUGMENT = "off"
 # Config keys that may change between a run and its resumption without changing the results' meaning.
 RESUMABLE_KEYS = frozenset({"epochs", "device", "workers", "progress"})
 
@@ -64,6 +67,9 @@ class TrainConfig:
     cache_gb: float = _opt(4.0, "decode the split into memory once when it fits this budget",
                            type=positive_float)  # fmt: skip
     progress: bool = _opt(True, "progress bars (a summary line per epoch is always printed)")
+    augment: str = _opt("auto", "batch augmentation shared by the lockstep (auto: on for face "
+                        "datasets, off for MNIST)", choices=AUGMENT_CHOICES, nargs="?",
+                        const="on")  # fmt: skip
     controls: int = _opt(0, "extra runs learning the first attribute with their own batch order "
                          "(the noise floor of every comparison)", type=nonneg_int)  # fmt: skip
     control_init: str = _opt("same", "controls start from the shared init (same) or their own "
@@ -146,3 +152,12 @@ def run_specs(attributes: list[str], seed: int, controls: int = 0,
         s = seed + i * CONTROL_SEED_STEP
         specs.append(RunSpec(name, 0, s, s if control_init == "seed" else None, control=True))
     return specs
+
+
+def resolve_augment(value: str, dataset: str) -> str:
+    """``auto`` -> ``on`` for face datasets, ``off`` otherwise; ``on``/``off`` pass through."""
+    if value not in AUGMENT_CHOICES:
+        raise ValueError(f"augment={value!r}: use one of {', '.join(AUGMENT_CHOICES)}")
+    if value == "auto":
+        return "on" if dataset in FACE_DATASETS else "off"
+    return value

@@ -41,7 +41,7 @@ class ImageInputError(FxcoreError, ValueError):
 
 
 class FaceDetectorUnavailable(FxcoreError, RuntimeError):
-    """OpenCV's Haar face cascade cannot be loaded (e.g. OpenCV 5 dropped it)."""
+    """OpenCV's Haar cascades cannot be loaded (e.g. OpenCV 5 dropped them)."""
 
 
 class DeviceError(FxcoreError, RuntimeError):
@@ -54,3 +54,7 @@ class TrainingInterrupted(FxcoreError):
 
 class ProbeError(FxcoreError, ValueError):
     """Features and labels do not fit a linear probe; the message says what to do."""
+
+
+class EvalError(FxcoreError):
+    """Images or labels cannot be evaluated (``fxcore eval``); the message says what to do."""

@@ -10,7 +10,6 @@ CelebA framing and applies the training transform (:func:`fxcore.data.prepare_pi
 from __future__ import annotations
 
 import io
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -19,7 +18,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from fxcore.data import prepare_pil, square_crop_box, to_tensor
+from fxcore.align import CASCADE_LOCK, FRAME, align_face, apply, load_cascade
+from fxcore.celeba_files import box_mask, boxes_from_landmarks
+from fxcore.data import prepare_pil, square_crop_box, to_tensor, transform_landmarks
 from fxcore.errors import FaceDetectorUnavailable, ImageInputError  # noqa: F401 - re-exported
 
 MIN_SIDE = 8  # smaller images carry no usable detail (and break pooling layers)
@@ -34,8 +35,13 @@ UPLOAD_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO", "PPM", "AV
 # horizontally centred (|dx| < 0.02).
 SIDE_FACTOR = 1.7
 SHIFT_UP = 0.14
-DETECT_MAX_SIDE = 640  # larger photos are downscaled for the cascade (speed; faces stay > 24 px)
+DETECT_MAX_SIDE = 320  # larger photos are downscaled for the cascade (speed: ~0.02 s CPU)
 DETECT_MIN_SIDE = 256  # smaller ones are upscaled so a face exceeds the cascade's 24 px window
+# Cascade search: a face must span >= 15% of the shorter side (background faces are ignored) and
+# the scale pyramid steps by 15%; with the 320 px cap this costs ~0.02 s CPU per photo
+# (benchmarks/bench_align.py), where 640 px / 8% / 10% cost ~0.1 s.
+MIN_FACE_FRACTION = 0.15
+SCALE_STEP = 1.15
 
 
 def _upload_formats() -> tuple[str, ...]:
@@ -158,34 +164,17 @@ def load_image(
     return rgb
 
 
-_CASCADE: Any = None
-_CASCADE_LOCK = threading.Lock()  # OpenCV's CascadeClassifier is not documented as thread-safe
+FACE_CASCADE = "haarcascade_frontalface_default.xml"
 
 
 def _cascade() -> Any:
-    global _CASCADE
-    if _CASCADE is None:
-        import cv2
-
-        path = Path(getattr(getattr(cv2, "data", None), "haarcascades", "")) / (
-            "haarcascade_frontalface_default.xml"
-        )
-        if not hasattr(cv2, "CascadeClassifier") or not path.is_file():
-            raise FaceDetectorUnavailable(
-                f"OpenCV {cv2.__version__} has no bundled Haar face cascade; install "
-                "'opencv-python-headless>=4.8,<5' to enable face cropping"
-            )
-        cascade = cv2.CascadeClassifier(str(path))
-        if cascade.empty():
-            raise FaceDetectorUnavailable(f"OpenCV could not load {path}")
-        _CASCADE = cascade
-    return _CASCADE
+    return load_cascade(FACE_CASCADE)
 
 
 def face_detector_available() -> bool:
     """Whether :func:`detect_face` can run with the installed OpenCV."""
     try:
-        with _CASCADE_LOCK:
+        with CASCADE_LOCK:
             _cascade()
     except FaceDetectorUnavailable:
         return False
@@ -196,7 +185,7 @@ def detect_face(img: Image.Image) -> tuple[int, int, int, int] | None:
     """Box ``(left, top, right, bottom)`` of the largest frontal face in ``img``, or None.
 
     Uses OpenCV's bundled Haar cascade on a grayscale, histogram-equalised copy whose longer
-    side is brought into [256, 640] pixels. Raises :class:`FaceDetectorUnavailable` when OpenCV
+    side is brought into [DETECT_MIN_SIDE, DETECT_MAX_SIDE] pixels. Raises :class:`FaceDetectorUnavailable` when OpenCV
     lacks the cascade.
     """
     import cv2
@@ -211,10 +200,10 @@ def detect_face(img: Image.Image) -> tuple[int, int, int, int] | None:
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     gray = np.ascontiguousarray(img.convert("L").resize(size, Image.BILINEAR))  # (h', w') uint8
     gray = cv2.equalizeHist(gray)
-    min_face = max(24, int(0.08 * min(size)))  # ignore tiny faces in the background
-    with _CASCADE_LOCK:
+    min_face = max(24, int(MIN_FACE_FRACTION * min(size)))  # ignore tiny faces in the background
+    with CASCADE_LOCK:
         faces = _cascade().detectMultiScale(
-            gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_face, min_face)
+            gray, scaleFactor=SCALE_STEP, minNeighbors=5, minSize=(min_face, min_face)
         )
     if len(faces) == 0:
         return None
@@ -259,6 +248,19 @@ class PreparedImage:
     message: str  # what was done, for the user
     original_size: tuple[int, int]  # (width, height) after EXIF rotation
     crop_box: tuple[int, int, int, int]  # region of the original that became ``display``
+    # Alignment (``align=True``, fxcore/align.py): the aligned 178x218 frame, the (5, 2) landmarks
+    # (LANDMARK_NAMES order) in the original photo and in ``display``, and how they were found.
+    aligned: Image.Image | None = None
+    landmarks_original: np.ndarray | None = None
+    landmarks: np.ndarray | None = None
+    align_method: str | None = None
+
+    def region_masks(self) -> dict[str, np.ndarray]:
+        """Eye/nose/mouth boxes of this upload in ``display`` pixels (empty without landmarks)."""
+        if self.landmarks is None:
+            return {}
+        side = self.display.width
+        return {k: box_mask(b, side) for k, b in boxes_from_landmarks(self.landmarks).items()}
 
 
 def prepare_upload(
@@ -268,11 +270,14 @@ def prepare_upload(
     crop_face: bool = False,
     mode: str = "RGB",
     max_pixels: int = MAX_PIXELS,
+    align: bool = False,
 ) -> PreparedImage:
     """Load an upload (or take a PIL image) and apply the training transform.
 
-    With ``crop_face`` the largest face is framed like CelebA first; without a face (or without a
-    detector) the centre crop that training uses is kept and ``message`` says so.
+    With ``crop_face`` the largest face is framed like CelebA first; with ``align`` too it is
+    warped into CelebA's aligned frame by a similarity transform from its eye landmarks
+    (:mod:`fxcore.align`). Without a face (or without a detector) the centre crop that training
+    uses is kept and ``message`` says so.
     """
     img = _to_rgb(data) if isinstance(data, Image.Image) else load_image(data, max_pixels)
     face_box = None
@@ -289,7 +294,16 @@ def prepare_upload(
             else:
                 crop = training_crop_box(img.size, face_box)
                 message = "face found; cropped to the CelebA training framing"
-    display = prepare_pil(img.crop(crop) if face_box else img, image_size, mode)
+    found = None
+    if face_box is not None and align:
+        found = align_face(img, np.asarray(img.convert("L")), face_box)
+        how = "both eyes" if found.method == "eyes" else "the face box (eyes not found)"
+        message = f"face found; aligned like CelebA from {how}"
+        display = prepare_pil(found.image, image_size, mode)
+        lm = transform_landmarks(apply(found.matrix, found.landmarks), *FRAME, image_size)
+    else:
+        display = prepare_pil(img.crop(crop) if face_box else img, image_size, mode)
+        lm = None
     tensor = to_tensor(display, normalize)[None]  # (1, C, S, S)
     return PreparedImage(
         display=display,
@@ -299,4 +313,8 @@ def prepare_upload(
         message=message,
         original_size=img.size,
         crop_box=crop,
+        aligned=found.image if found else None,
+        landmarks_original=found.landmarks if found else None,
+        landmarks=lm,
+        align_method=found.method if found else None,
     )

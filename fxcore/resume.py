@@ -19,7 +19,7 @@ from fxcore.checkpoints import (
     epoch_file,
     read_jsonl,
 )
-from fxcore.config import RESUMABLE_KEYS, run_names
+from fxcore.config import LEGACY_AUGMENT, RESUMABLE_KEYS, run_names
 from fxcore.runs import load_experiment
 
 if TYPE_CHECKING:
@@ -32,8 +32,9 @@ def prepare_out(out: Path, cfg: TrainConfig, resume: bool, force: bool) -> int:
         raise CheckpointError(f"{out}: exists and is a file; pass a folder for --out")
     if (out / "experiment.json").is_file():
         exp = load_experiment(out)
-        # Keys added to the config later: an older experiment used their default.
-        saved = {**asdict(type(cfg)()), **exp.info.get("config", {})}
+        # Keys added to the config later: an older experiment used their default, except
+        # --augment, which did not exist before (such experiments were trained without it).
+        saved = {**asdict(type(cfg)()), "augment": LEGACY_AUGMENT, **exp.info.get("config", {})}
         same = {k: v for k, v in saved.items() if k not in RESUMABLE_KEYS} == cfg.shared()
         if force:
             for run in exp.runs:

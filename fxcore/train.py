@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fxcore.augment import BatchAugmenter
 from fxcore.batches import Dist, epoch_order, iterate_batches, plan_batches
 from fxcore.checkpoints import (
     CheckpointError,
@@ -29,7 +30,7 @@ from fxcore.checkpoints import (
     epoch_file,
     write_epoch,
 )
-from fxcore.config import TrainConfig, run_specs  # noqa: F401 - TrainConfig re-exported
+from fxcore.config import TrainConfig, resolve_augment, run_specs  # noqa: F401 - re-exported
 from fxcore.data import uint8_to_input
 from fxcore.errors import DeviceError, TrainingInterrupted  # noqa: F401 - re-exported
 from fxcore.inputs import load_split
@@ -85,6 +86,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
 
     out = Path(out)
     dist = Dist.from_env()
+    # --augment hook (issue 15): "auto" is resolved here so experiment.json records on/off.
+    cfg = replace(cfg, augment=resolve_augment(cfg.augment, cfg.dataset))
     if dist.world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo"
         torch.distributed.init_process_group(backend)
@@ -164,6 +167,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
         wrapped = models
     pin = device.type == "cuda"
     n = len(ds_train)
+    augmenter = (
+        BatchAugmenter(ds_train.image_size, ds_train.channels) if cfg.augment == "on" else None
+    )
     bar = None
     live = ProgressWriter(out, asdict(cfg), start, enabled=dist.main)  # <out>/progress.json
     # Runs sharing a batch order step together (the attribute runs); each control has its own.
@@ -188,6 +194,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
                 for step, (xb, yb) in enumerate(
                     iterate_batches(ds_train, batches, cfg.cache_gb, cfg.workers, pin)
                 ):
+                    if augmenter is not None:  # once per batch, shared by the group's models
+                        xb = augmenter(xb, order_seed, epoch, step, dist.rank)
                     x = uint8_to_input(xb.to(device, non_blocking=pin), ds_train.normalize)
                     if cfg.channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)

@@ -202,7 +202,10 @@ def test_uploads_give_messages_or_results(root: Path) -> None:
     at.get("file_uploader")[0].set_value(("cmyk.jpg", face_jpeg(mode="CMYK"), "image/jpeg")).run()
     ok(at)
     assert not at.error and len(at.metric) == 2 and len(at.get("plotly_chart")) == 2
-    at.toggle(key="fm_crop").set_value(False).run()  # crop off: still a result
+    at.radio(key="fm_framing").set_value("Centre crop").run()  # no face framing: still a result
+    ok(at)
+    assert len(at.metric) == 2
+    at.radio(key="fm_framing").set_value("Face crop").run()
     ok(at)
     assert len(at.metric) == 2
 

@@ -50,3 +50,17 @@ def test_make_demo_keeps_the_runs_when_the_comparison_fails(
     assert demo.make_demo(tmp_path) == [tmp_path / "tiny-demo"]
     assert len(load_experiment(tmp_path / "tiny-demo").runs) == 2
     assert "comparison not cached: disk trouble" in capsys.readouterr().err
+
+
+def test_missing_demos_beside_the_shipped_pair(tmp_path: Path) -> None:
+    def exp(name: str) -> None:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "experiment.json").write_text("{}")
+
+    assert demo.missing_demos(tmp_path / "absent") == list(demo.DEMOS)
+    exp("celeba-pair")  # shipped: the demos are still trained beside it
+    assert demo.missing_demos(tmp_path) == list(demo.DEMOS)
+    exp("mnist-fcnn3")
+    assert demo.missing_demos(tmp_path) == ["synthfaces-smiling-vs-male"]
+    exp("my-own-study")  # a folder of the user's experiments: leave it alone
+    assert demo.missing_demos(tmp_path) == []

@@ -18,6 +18,9 @@ from fxcore.runs import Experiment, Run
 from fxcore.stats import tile_grid
 
 SOURCES = ("Sample from the dataset", "Upload a photo")
+# Upload framing -> (crop_face, align) of fxcore.faces.prepare_upload.
+FRAMINGS = {"Align like CelebA": (True, True), "Face crop": (True, False),
+            "Centre crop": (False, False)}  # fmt: skip
 
 
 def choose_image(exp: Experiment) -> tuple[PreparedImage, str, str] | None:
@@ -36,18 +39,31 @@ def choose_image(exp: Experiment) -> tuple[PreparedImage, str, str] | None:
     c1, c2 = st.columns([3, 1])
     upload = c1.file_uploader("Face photo (JPEG, PNG or WebP)", type=ui.UPLOAD_TYPES,
                               key="fm_upload")  # fmt: skip
-    crop = c2.toggle("Face crop", value=True, key="fm_crop",
-                     help="Find the largest face and frame it like the CelebA training images; "
-                          "the crop actually fed to the models is shown below.")  # fmt: skip
+    framing = c2.radio("Framing", list(FRAMINGS), key="fm_framing",
+                       help="Align: find the face and its eyes and warp it into CelebA's aligned "
+                            "framing (as the training images were made). Face crop: frame the "
+                            "face box only. The input actually fed to the models is shown on the "
+                            "left.")  # fmt: skip
     if upload is None:
         st.info("Upload a face photo to compare the two models on it.")
         return None
     data = upload.getvalue()
-    prepared, error = ui.prepare_image(data, size, normalize, crop_face=crop, mode=mode)
+    crop, align = FRAMINGS[framing]
+    prepared, error = ui.prepare_image(data, size, normalize, crop_face=crop, mode=mode,
+                                       align=align)  # fmt: skip
     if error:
         st.error(error)
         return None
-    key = f"{hashlib.sha256(data).hexdigest()}:{crop}"
+    if prepared.landmarks_original is not None:
+        with st.expander("Alignment: detected face and landmarks", expanded=True):
+            a, b = st.columns(2)
+            a.image(
+                ui.landmark_picture(data, prepared),
+                caption="Upload with the face box and "
+                "the landmarks (eyes detected, nose and mouth from the CelebA template)",
+            )
+            b.image(prepared.aligned, caption="Aligned to CelebA's 178×218 framing")  # fmt: skip
+    key = f"{hashlib.sha256(data).hexdigest()}:{framing}"
     return prepared, key, f"{upload.name}: {prepared.message}"
 
 
@@ -58,8 +74,21 @@ def tiles(view: ModelView, lo: float, hi: float) -> np.ndarray:
     return ui.upscale(rgb, grid.shape[1] * max(1, 96 // side))
 
 
+def region_shares(view: ModelView, masks: dict[str, np.ndarray]) -> str:
+    """Grad-CAM share inside the upload's own eye/nose/mouth boxes (from its landmarks)."""
+    from fxcore.similarity import localisation_shares
+
+    cam = np.asarray(view.cam_positive, np.float64)
+    if not masks or cam.shape != next(iter(masks.values())).shape:
+        return ""
+    shares = localisation_shares(np.clip(cam, 0, None)[None], masks)
+    return "Grad-CAM share in this face's regions: " + " · ".join(
+        f"{k} {v:.2f}" for k, v in shares.items() if v == v
+    )
+
+
 def render(runs: list[Run], views: list[ModelView], image: np.ndarray, shared: bool,
-           negative: bool) -> None:  # fmt: skip
+           negative: bool, masks: dict[str, np.ndarray] | None = None) -> None:  # fmt: skip
     cm = map_ranges([v.channel_mean for v in views], shared)
     top = map_ranges([v.top_maps for v in views], shared)
     pos = map_ranges([v.cam_positive for v in views], shared)
@@ -69,6 +98,8 @@ def render(runs: list[Run], views: list[ModelView], image: np.ndarray, shared: b
             st.subheader(ui.run_label(i, run))
             st.metric(f"P({run.attribute})", f"{view.probability:.3f}",
                       help=f"sigmoid of the logit {view.logit:+.3f}")  # fmt: skip
+            if masks and (text := region_shares(view, masks)):
+                st.caption(text)
             pics = [(overlay(image, view.channel_mean, *cm[i]), "Channel-mean activation"),
                     (overlay(image, view.cam_positive, *pos[i]),
                      f"Grad-CAM: evidence for {run.attribute}")]  # fmt: skip
@@ -123,7 +154,7 @@ def main() -> None:
     left.image(ui.upscale(image, 160), caption=f"Model input ({size}×{size}); {caption}")
     with ui.guard("Feature maps"), st.spinner("Running both models…"):
         views = cache.explain(runs, epoch, layer, prepared.tensor, key, top_k)
-        render(runs, views, image, shared, negative)
+        render(runs, views, image, shared, negative, prepared.region_masks())
 
 
 main()
