@@ -12,6 +12,7 @@ import contextlib
 import io
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -222,6 +223,8 @@ def test_home_follows_a_training_run(tmp_path: Path) -> None:
                 try:
                     page = browser.new_page(viewport={"width": 1400, "height": 1000})
                     page.set_default_timeout(120_000)
+                    # Held while the page loads (a fast machine would finish the run first).
+                    trainer.send_signal(signal.SIGSTOP)
                     page.goto(url)
                     settle(page)
                     main = page.locator('[data-testid="stMain"]')
@@ -229,6 +232,7 @@ def test_home_follows_a_training_run(tmp_path: Path) -> None:
                     page.evaluate("window.__same_page = true")  # a reload would drop it
                     saved = re.compile(r"epochs 0\.\.(\d+) saved")
                     first = int(saved.search(main.inner_text()).group(1))
+                    trainer.send_signal(signal.SIGCONT)
                     page.wait_for_function(
                         "n => (/epochs 0\\.\\.(\\d+) saved/.exec(document.body.innerText)"
                         " || [0, -1])[1] > n", arg=first)  # fmt: skip
@@ -240,6 +244,7 @@ def test_home_follows_a_training_run(tmp_path: Path) -> None:
                 finally:
                     browser.close()
         finally:
+            trainer.send_signal(signal.SIGCONT)
             trainer.kill()
             trainer.wait()
 
