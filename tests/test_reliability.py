@@ -173,8 +173,11 @@ class Watched:
     def stderr(self) -> str:
         return self.err.decode(errors="replace")
 
-    def run_until(self, ready, delay: float, sig: int, timeout: float = 60.0) -> bool:
-        """Send ``sig`` ``delay`` s after ``ready(self)`` first holds; False if it exited first."""
+    def run_until(self, ready, delay: float, sig: int, timeout: float = 600.0) -> bool:
+        """Send ``sig`` ``delay`` s after ``ready(self)`` first holds; False if it exited first.
+
+        ``timeout`` is a hang guard only (a whole run takes ~5 s here, ~20 s on a slow day).
+        """
         fire_at = None
         while True:
             self._read()
