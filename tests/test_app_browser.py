@@ -201,6 +201,9 @@ def upload_face(page, photo: Path) -> None:
     no_errors(page)
 
 
+EPOCHS = 20  # of a 480-image MNIST fixture: seconds on a fast machine, under a minute on a slow one
+
+
 def test_home_follows_a_training_run(tmp_path: Path) -> None:
     """Home open while a tiny training runs: the saved epochs grow on the page, no reload."""
     from fixtures_data import make_mnist_fixture
@@ -212,19 +215,19 @@ def test_home_follows_a_training_run(tmp_path: Path) -> None:
     out = root / "live"
     data = make_mnist_fixture(tmp_path / "mnist", n_train=480, n_test=40)
     with serve(root, tmp_path / "streamlit.log") as url:
-        trainer = start_trainer(data, out, 8, tmp_path / "train.log")
+        trainer = start_trainer(data, out, EPOCHS, tmp_path / "train.log")
         try:
             end = time.monotonic() + 300  # hang guard only (epoch 1 lands in seconds)
             while (p := read_progress(out)) is None or p.done < 1:
                 assert trainer.poll() is None and time.monotonic() < end, "no epoch 1 saved"
-                time.sleep(0.1)
+                time.sleep(0.005)
+            # Held while the browser starts and Home loads (a fast machine would finish first).
+            trainer.send_signal(signal.SIGSTOP)
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
                 try:
                     page = browser.new_page(viewport={"width": 1400, "height": 1000})
                     page.set_default_timeout(120_000)
-                    # Held while the page loads (a fast machine would finish the run first).
-                    trainer.send_signal(signal.SIGSTOP)
                     page.goto(url)
                     settle(page)
                     main = page.locator('[data-testid="stMain"]')
@@ -237,7 +240,7 @@ def test_home_follows_a_training_run(tmp_path: Path) -> None:
                         "n => (/epochs 0\\.\\.(\\d+) saved/.exec(document.body.innerText)"
                         " || [0, -1])[1] > n", arg=first)  # fmt: skip
                     assert trainer.wait(timeout=300) == 0
-                    main.get_by_text("finished: epochs 0..8 saved").wait_for()
+                    main.get_by_text(f"finished: epochs 0..{EPOCHS} saved").wait_for()
                     assert page.evaluate("window.__same_page") is True
                     assert main.get_by_text("is training").count() == 0
                     no_errors(page)

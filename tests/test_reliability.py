@@ -19,6 +19,7 @@ import errno
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -389,9 +390,16 @@ def test_sigint_saves_consistent_state_and_says_how_to_resume(
     plans = [(epoch_started(2), 0.012), (file_appears(ATTRS[1], "optim_004"), 0.0005),
              (rows_reach(ATTRS[0], 5), 0.0)][:n_plans]  # fmt: skip
     last_done = -1
-    for ready, delay in plans:
-        w = Watched(train_cmd(mnist_dir, out), out)
-        assert w.run_until(ready, delay, signal.SIGINT), "trainer finished before the signal"
+    for k, (ready, delay) in enumerate(plans):
+        for _attempt in range(5):
+            w = Watched(train_cmd(mnist_dir, out), out)
+            fired = w.run_until(ready, delay, signal.SIGINT)
+            # On a busy machine the watcher may wake after a fresh run already finished (a whole
+            # run takes well under a second here): that says nothing about Ctrl-C, start again.
+            if k > 0 or w.proc.returncode != 0:
+                break
+            shutil.rmtree(out)
+        assert fired, "trainer finished before the signal"
         err = w.stderr().strip().splitlines()[-1]
         assert w.proc.returncode == 130, w.stderr()[-2000:]
         assert err.startswith("error: interrupted") and "--resume" in err, err
