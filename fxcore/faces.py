@@ -42,6 +42,11 @@ DETECT_MIN_SIDE = 256  # smaller ones are upscaled so a face exceeds the cascade
 # (benchmarks/bench_align.py), where 640 px / 8% / 10% cost ~0.1 s.
 MIN_FACE_FRACTION = 0.15
 SCALE_STEP = 1.15
+ALIGNED_FROM = {  # fxcore.align's methods, for the user
+    "landmarks": "five landmarks (eyes, nose, mouth corners)",
+    "eyes": "both eyes (no landmarks found)",
+    "box": "the face box (no landmarks or eyes found)",
+}
 
 
 def _upload_formats() -> tuple[str, ...]:
@@ -254,6 +259,7 @@ class PreparedImage:
     landmarks_original: np.ndarray | None = None
     landmarks: np.ndarray | None = None
     align_method: str | None = None
+    align_matrix: np.ndarray | None = None  # (2, 3): original pixels -> the aligned frame
 
     def region_masks(self) -> dict[str, np.ndarray]:
         """Eye/nose/mouth boxes of this upload in ``display`` pixels (empty without landmarks)."""
@@ -275,15 +281,19 @@ def prepare_upload(
     """Load an upload (or take a PIL image) and apply the training transform.
 
     With ``crop_face`` the largest face is framed like CelebA first; with ``align`` too it is
-    warped into CelebA's aligned frame by a similarity transform from its eye landmarks
-    (:mod:`fxcore.align`). Without a face (or without a detector) the centre crop that training
-    uses is kept and ``message`` says so.
+    warped into CelebA's aligned frame by a similarity transform from its five landmarks
+    (:mod:`fxcore.align`; ``align`` alone uses the landmark detector only). Without a face (or
+    without a detector) the centre crop that training uses is kept and ``message`` says so.
     """
     img = _to_rgb(data) if isinstance(data, Image.Image) else load_image(data, max_pixels)
     face_box = None
     crop = square_crop_box(*img.size)
     message = "centre crop, as in training"
-    if crop_face:
+    gray = np.asarray(img.convert("L")) if align else None
+    # Alignment tries the landmark detector on the whole photo first; the Haar face box is only
+    # searched when that finds nothing (or for the plain face crop), and then serves as its hint.
+    found = align_face(img, gray, None) if align else None
+    if crop_face and found is None:
         try:
             face_box = detect_face(img)
         except FaceDetectorUnavailable as e:
@@ -294,11 +304,12 @@ def prepare_upload(
             else:
                 crop = training_crop_box(img.size, face_box)
                 message = "face found; cropped to the CelebA training framing"
-    found = None
-    if face_box is not None and align:
-        found = align_face(img, np.asarray(img.convert("L")), face_box)
-        how = "both eyes" if found.method == "eyes" else "the face box (eyes not found)"
-        message = f"face found; aligned like CelebA from {how}"
+                if align:
+                    found = align_face(img, gray, face_box)
+    if found is not None:
+        face_box = found.box
+        crop = training_crop_box(img.size, face_box)
+        message = f"face found; aligned like CelebA from {ALIGNED_FROM[found.method]}"
         display = prepare_pil(found.image, image_size, mode)
         lm = transform_landmarks(apply(found.matrix, found.landmarks), *FRAME, image_size)
     else:
@@ -317,4 +328,5 @@ def prepare_upload(
         landmarks_original=found.landmarks if found else None,
         landmarks=lm,
         align_method=found.method if found else None,
+        align_matrix=found.matrix if found else None,
     )

