@@ -42,7 +42,9 @@ def main() -> None:
             eyes.append(found)
     b, e, v = np.array(boxes, float), np.array(eyes, float), np.array(fives, float)
     print(f"{len(files)} images: {len(v)} with dlib's five landmarks")
-    print("LANDMARK_TEMPLATE", np.round(v.mean(0), 1).tolist(), "sd", np.round(v.std(0), 1).tolist())
+    print(
+        "LANDMARK_TEMPLATE", np.round(v.mean(0), 1).tolist(), "sd", np.round(v.std(0), 1).tolist()
+    )
     print(f"{len(files)} images: {len(b)} face boxes, {len(e)} with two eyes")
     print("BOX_TEMPLATE", np.round(b.mean(0), 1).tolist(), "sd", np.round(b.std(0), 1).tolist())
     print("EYE_TEMPLATE", np.round(e.mean(0), 1).tolist(), "sd", np.round(e.std(0), 1).tolist())

@@ -121,21 +121,40 @@ def weight_figures(exp: Experiment, out: Path, layer: str | None) -> list[Path]:
     return paths
 
 
+def _band(ax: plt.Axes, x, value, low, high, label: str, style: str = "o-") -> None:
+    """A line with its interval drawn as a shaded band."""
+    line = ax.plot(x, value, style, label=label)[0]
+    if low is not None and high is not None:
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+
+
 def dynamics_figures(exp: Experiment, out: Path, n_probe: int) -> list[Path]:
-    """New: drift by layer, cross-model cosine, CKA by layer and epoch, attention shares."""
+    """New: drift by layer, cross-model cosine, CKA by layer and epoch, attention shares.
+
+    With a control run (``train --controls``) every pairwise figure draws L1 vs control beside
+    L1 vs L2, and CKA and attention shares carry their 95% intervals as bands / error bars.
+    """
     runs = analysis.pick_runs(exp)
+    control = analysis.pick_control(exp, runs[0]) if runs else None
     paths = []
     dyn = analysis.dynamics(exp, runs)
+    ctl = analysis.dynamics(exp, [runs[0], control]) if control is not None else None
     layers = list(dyn["layers"])
+    xs = range(len(layers))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for run_key, name in (("drift_a", dyn["runs"][0]), ("drift_b", dyn["runs"][1])):
-        axes[0].plot(range(len(layers)), [dyn["layers"][k][run_key][-1] for k in layers], "o-",
-                     label=name)  # fmt: skip
-    axes[1].plot(range(len(layers)), [dyn["layers"][k]["cosine"][-1] for k in layers], "o-")
-    for ax, title in zip(axes, ("relative drift from init, final epoch", "cosine(L1, L2), final")):
-        ax.set_xticks(range(len(layers)), layers, rotation=90, fontsize=7)
+        axes[0].plot(xs, [dyn["layers"][k][run_key][-1] for k in layers], "o-", label=name)
+    axes[1].plot(xs, [dyn["layers"][k]["cosine"][-1] for k in layers], "o-",
+                 label=f"{dyn['runs'][0]} vs {dyn['runs'][1]}")  # fmt: skip
+    if ctl is not None:
+        axes[0].plot(xs, [ctl["layers"][k]["drift_b"][-1] for k in layers], "s:",
+                     color="grey", label=f"{control.name} (control)")  # fmt: skip
+        axes[1].plot(xs, [ctl["layers"][k]["cosine"][-1] for k in layers], "s:", color="grey",
+                     label=f"{runs[0].name} vs {control.name} (control)")  # fmt: skip
+    for ax, title in zip(axes, ("relative drift from init, final epoch", "weight cosine, final")):
+        ax.set_xticks(xs, layers, rotation=90, fontsize=7)
         ax.set_title(title)
-    axes[0].legend()
+        ax.legend(fontsize=8)
     paths.append(_save(fig, out / "drift_by_layer.png"))
     can = capabilities(exp.info)
     if len(runs) < 2 or not can.probe_images:
@@ -153,22 +172,52 @@ def dynamics_figures(exp: Experiment, out: Path, n_probe: int) -> list[Path]:
     )
     plt.colorbar(im, ax=ax)
     paths.append(_save(fig, out / "cka_layer_epoch.png"))
+    paths.append(_cka_vs_control(exp, res, runs[0], control, n_probe, out))
     if not can.face_regions:
         return paths
-    loc = analysis.localisation(exp, runs, n_probe=n_probe)
+    shown = [*runs[:2], *([control] if control is not None else [])]
+    loc = analysis.localisation(exp, shown, n_probe=n_probe)
     fig, ax = plt.subplots(figsize=(7, 4))
     for run, shares in loc["runs"].items():
         for region, style in (("mouth", "-"), ("eyes", "--")):
             ci = np.array(loc.get("ci", {}).get(run, {}).get(region, []), float).reshape(-1, 2)
             err = np.abs(ci.T - np.asarray(shares[region])) if len(ci) else None  # 95% bootstrap
+            tag = " (control)" if control is not None and run == control.name else ""
             ax.errorbar(loc["epochs"], shares[region], yerr=err, fmt=style, marker="o",
-                        capsize=2, label=f"{run}: {region}")  # fmt: skip
+                        capsize=2, label=f"{run}{tag}: {region}")  # fmt: skip
     ax.set_xlabel("epoch")
     ax.set_ylabel("share of Grad-CAM energy")
-    ax.set_title(f"Where each model looks (Grad-CAM at {loc.get('layer', '?')})")
+    ax.set_title(f"Where each model looks (Grad-CAM at {loc.get('layer', '?')}, 95% CI)")
     ax.legend(fontsize=8)
     paths.append(_save(fig, out / "attention_localisation.png"))
     return paths
+
+
+def _cka_vs_control(exp: Experiment, res: dict, first, control, n_probe: int, out: Path) -> Path:
+    """Final-epoch CKA per layer: L1 vs L2 against L1 vs control, each with its 95% band."""
+    names = list(res["layers"])
+    xs = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(8, 4))
+
+    def last(r: dict, key: str) -> list[float]:
+        return [r[key][n][-1] for n in names]
+
+    _band(ax, xs, last(res, "layers"), last(res, "low"), last(res, "high"),
+          f"{res['runs'][0]} vs {res['runs'][1]}")  # fmt: skip
+    if control is not None:
+        ctl = analysis.cka(exp, [first, control], n_probe=n_probe)
+        _band(ax, xs, last(ctl, "layers"), last(ctl, "low"), last(ctl, "high"),
+              f"{first.name} vs {control.name} (control: same task)", "s:")  # fmt: skip
+        title = "CKA per layer, final epoch: the pair against the control (95% CI)"
+    else:
+        title = "CKA per layer, final epoch (95% CI; no control run: train --controls 1)"
+    ax.plot(xs, last(res, "null"), "x", color="black", label="permuted pairing (null, ~0)")
+    ax.set_xticks(xs, names, rotation=90, fontsize=7)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_ylabel("linear CKA")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return _save(fig, out / "cka_vs_control.png")
 
 
 def write_figures(exp: Experiment, out: Path, image: str | None = None, layer: str | None = None,

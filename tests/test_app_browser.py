@@ -305,7 +305,7 @@ def test_real_photo_is_aligned_and_reaches_both_models(shipped_server, tmp_path:
             page.locator('[data-testid="stSidebarNav"]').get_by_text("Feature maps").click()
             settle(page)
             upload_face(page, photo)
-            page.get_by_text("aligned like CelebA from").first.wait_for()  # eyes or face box
+            page.get_by_text("aligned like CelebA from").first.wait_for()  # landmarks, eyes or box
             page.get_by_text("Alignment: detected face and landmarks").first.wait_for()
             page.get_by_text("Aligned to CelebA").first.wait_for()
             page.get_by_text("Grad-CAM share in this face's regions").first.wait_for()
