@@ -7,6 +7,7 @@ options are built from its fields (:func:`add_train_args`), so the CLI and the l
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ class TrainConfig:
     epochs: int = _opt(10, "epochs to train (checkpoints epoch_000..epoch_N)", type=positive_int)
     batch_size: int = _opt(16, "global batch size (seed paper: 16)", type=positive_int)
     lr: float = _opt(1e-3, "Adam learning rate (seed paper: 1e-3)", type=positive_float)
+    lr_schedule: str = _opt("constant", "learning rate per epoch: constant, or cosine decay from "
+                            "--lr over --epochs", choices=("constant", "cosine"))  # fmt: skip
     loss: str = _opt("auto", "auto = BCE on one logit for binary, MSE on one-hot for multi-class",
                      choices=("auto", "bce", "mse", "ce"))  # fmt: skip
     image_size: int = _opt(224, "square input side in pixels (VGG: 224; vgg-mini: 64)",
@@ -74,6 +77,14 @@ class TrainConfig:
                          "(the noise floor of every comparison)", type=nonneg_int)  # fmt: skip
     control_init: str = _opt("same", "controls start from the shared init (same) or their own "
                              "seeded one (seed)", choices=("same", "seed"))  # fmt: skip
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of ``epoch`` (1-based): ``lr`` throughout, or a cosine from ``lr``
+        at epoch 1 towards 0 after epoch ``epochs`` (a function of the epoch alone, so a resumed
+        run continues the same curve; extending ``--epochs`` stretches what is left of it)."""
+        if self.lr_schedule == "constant":
+            return self.lr
+        return self.lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / self.epochs))
 
     def shared(self) -> dict[str, Any]:
         """The config keys that must match for a resumed or extended experiment."""

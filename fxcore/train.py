@@ -180,6 +180,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
         for epoch in range(start + 1 if start >= 0 else 1, cfg.epochs + 1):
             for m in wrapped:
                 m.train()
+            for opt in opts:  # set every epoch (not stepped): a resumed run gets the same value
+                for group in opt.param_groups:
+                    group["lr"] = cfg.lr_at(epoch)
             sums = [0.0] * len(models)
             t0, seen, done_steps = time.perf_counter(), 0, 0
             n_steps = len(plan_batches(epoch_order(n, cfg.seed, epoch), cfg.batch_size, dist))
