@@ -77,3 +77,29 @@ def test_control_with_its_own_init_and_resume(tmp_path: Path, with_control: Path
     assert _equal(
         _weights(part, "Smiling-control1", 2), _weights(with_control, "Smiling-control1", 2)
     )
+
+
+def test_figures_draw_the_control_beside_the_pair(
+    with_control: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fxcore import figures
+
+    legends: dict[str, list[str]] = {}
+    real_save = figures._save
+
+    def spy(fig, path):
+        legends[Path(path).name] = [t.get_text() for ax in fig.axes if ax.get_legend()
+                                    for t in ax.get_legend().get_texts()]  # fmt: skip
+        from matplotlib.collections import PolyCollection  # fill_between's bands
+
+        bands = [c for ax in fig.axes for c in ax.collections if isinstance(c, PolyCollection)]
+        legends[Path(path).name + ":bands"] = [str(len(bands))]
+        return real_save(fig, path)
+
+    monkeypatch.setattr(figures, "_save", spy)
+    figures.dynamics_figures(load_experiment(with_control), tmp_path, n_probe=16)
+    ctl = "Smiling-control1"
+    assert any(ctl in t and "control" in t for t in legends["drift_by_layer.png"])
+    assert any(ctl in t for t in legends["cka_vs_control.png"])
+    assert legends["cka_vs_control.png:bands"] == ["2"]  # the pair's and the control's 95% bands
+    assert any(t.startswith(f"{ctl} (control)") for t in legends["attention_localisation.png"])
