@@ -151,14 +151,21 @@ def assert_same_as(out: Path, ref: Path) -> None:
 # ---------------------------------------------------------------- watching a trainer
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Watched:
     """A trainer subprocess whose stderr and output folder are polled until a trigger fires."""
 
     def __init__(self, cmd: list[str], out: Path) -> None:
         self.out, self.t0 = out, time.perf_counter()
         self.before = {name: mtime for name, _size, mtime in snapshot(out)}
+        # A shell starts background jobs with SIGINT ignored, and Python keeps an ignored SIGINT
+        # ignored: restore the default so Ctrl-C reaches the trainer however pytest was started
+        # (e.g. `make test &` or `nohup`), as it does for a user at a terminal.
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)  # fmt: skip
+                                     stderr=subprocess.PIPE, preexec_fn=_default_sigint)  # fmt: skip
         assert self.proc.stderr is not None
         os.set_blocking(self.proc.stderr.fileno(), False)
         self.err = bytearray()
@@ -395,7 +402,7 @@ def test_sigint_saves_consistent_state_and_says_how_to_resume(
             w = Watched(train_cmd(mnist_dir, out), out)
             fired = w.run_until(ready, delay, signal.SIGINT)
             # On a busy machine the watcher may wake after a fresh run already finished (a whole
-            # run takes well under a second here): that says nothing about Ctrl-C, start again.
+            # run takes about a second here): that says nothing about Ctrl-C, start again.
             if k > 0 or w.proc.returncode != 0:
                 break
             shutil.rmtree(out)
