@@ -166,15 +166,15 @@ class AlignedFace:
 
 
 def align_matrix(
-    gray: np.ndarray, box: tuple[int, int, int, int] | None
+    gray: np.ndarray, box: tuple[int, int, int, int] | None, search: bool = True
 ) -> tuple[np.ndarray, str, np.ndarray | None, tuple[int, int, int, int]] | None:
     """The original -> FRAME transform, how it was found, the detected five points and the box.
 
-    dlib's five landmarks first (searched over the whole photo, ``box`` as a hint); then the Haar
-    eyes inside ``box``; then ``box`` alone. None when no detector finds a face.
+    dlib's five landmarks first (searched over the whole photo when ``search``, ``box`` as a
+    hint); then the Haar eyes inside ``box``; then ``box`` alone. None when no face is found.
     """
     try:
-        found = dlib_landmarks.detect_landmarks(gray, hint=box)
+        found = dlib_landmarks.detect_landmarks(gray, hint=box, search=search)
     except FaceDetectorUnavailable:
         found = None
     if found is not None:
@@ -209,11 +209,12 @@ def warp_to_frame(img: Image.Image, matrix: np.ndarray) -> Image.Image:
 
 
 def align_face(
-    img: Image.Image, gray: np.ndarray, box: tuple[int, int, int, int] | None
+    img: Image.Image, gray: np.ndarray, box: tuple[int, int, int, int] | None, search: bool = True
 ) -> AlignedFace | None:
     """Align ``img`` (RGB) given its grayscale copy ``gray`` (same size) and a face ``box`` (or
-    None: then only the landmark detector can find the face); None when no face is found."""
-    found = align_matrix(gray, box)
+    None: then only the landmark detector can find the face); None when no face is found.
+    ``search=False`` skips dlib's own face search (the caller ran it already)."""
+    found = align_matrix(gray, box, search)
     if found is None:
         return None
     matrix, method, points, face = found

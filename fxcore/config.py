@@ -46,7 +46,7 @@ class TrainConfig:
     batch_size: int = _opt(16, "global batch size (seed paper: 16)", type=positive_int)
     lr: float = _opt(1e-3, "Adam learning rate (seed paper: 1e-3)", type=positive_float)
     lr_schedule: str = _opt("constant", "learning rate per epoch: constant, or cosine decay from "
-                            "--lr over --epochs", choices=("constant", "cosine"))  # fmt: skip
+                            "--lr over --epochs (then fixed)", choices=("constant", "cosine"))  # fmt: skip
     loss: str = _opt("auto", "auto = BCE on one logit for binary, MSE on one-hot for multi-class",
                      choices=("auto", "bce", "mse", "ce"))  # fmt: skip
     image_size: int = _opt(224, "square input side in pixels (VGG: 224; vgg-mini: 64)",

@@ -253,6 +253,7 @@ class PreparedImage:
     message: str  # what was done, for the user
     original_size: tuple[int, int]  # (width, height) after EXIF rotation
     crop_box: tuple[int, int, int, int]  # region of the original that became ``display``
+    # (when aligned: the face-crop square around the face, an approximation of the warped frame)
     # Alignment (``align=True``, fxcore/align.py): the aligned 178x218 frame, the (5, 2) landmarks
     # (LANDMARK_NAMES order) in the original photo and in ``display``, and how they were found.
     aligned: Image.Image | None = None
@@ -304,11 +305,12 @@ def prepare_upload(
             else:
                 crop = training_crop_box(img.size, face_box)
                 message = "face found; cropped to the CelebA training framing"
-                if align:
-                    found = align_face(img, gray, face_box)
+                if align:  # dlib's search missed: its predictor in the Haar box, then Haar eyes
+                    found = align_face(img, gray, face_box, search=False)
     if found is not None:
-        face_box = found.box
-        crop = training_crop_box(img.size, face_box)
+        if face_box is None:  # the landmark detector found the face: its box, clamped to the photo
+            face_box = found.box
+            crop = training_crop_box(img.size, face_box)
         message = f"face found; aligned like CelebA from {ALIGNED_FROM[found.method]}"
         display = prepare_pil(found.image, image_size, mode)
         lm = transform_landmarks(apply(found.matrix, found.landmarks), *FRAME, image_size)

@@ -30,6 +30,7 @@ from fxcore.errors import FaceDetectorUnavailable
 
 MODEL_FILE = "shape_predictor_68_face_landmarks.dat"
 DETECT_MAX_SIDE = 400  # photos are shrunk to this longer side for the HOG detector
+HINT_SIDE, HINT_MARGIN = 240, 0.3  # a hint box plus 30% each side is searched again at 240 px
 EYES = (slice(36, 42), slice(42, 48))  # image-left eye, image-right eye in the 68-point scheme
 NOSE_TIP, MOUTH_LEFT, MOUTH_RIGHT = 30, 48, 54
 
@@ -55,8 +56,8 @@ def model_path() -> Path:
     return path
 
 
-def _models() -> tuple[Any, Any]:
-    """(detector, predictor), loaded once; call under ``LOCK``."""
+def _models() -> tuple[Any, Any, Any]:
+    """(dlib, detector, predictor), loaded once; call under ``LOCK``."""
     if not _MODELS:
         try:
             import dlib
@@ -65,9 +66,10 @@ def _models() -> tuple[Any, Any]:
                 "dlib is not installed: pip install dlib-bin (or `make run`)"
             ) from e
         path = model_path()
+        _MODELS["dlib"] = dlib
         _MODELS["detector"] = dlib.get_frontal_face_detector()
         _MODELS["predictor"] = dlib.shape_predictor(str(path))
-    return _MODELS["detector"], _MODELS["predictor"]
+    return _MODELS["dlib"], _MODELS["detector"], _MODELS["predictor"]
 
 
 def available() -> bool:
@@ -88,38 +90,56 @@ def five_points(parts: np.ndarray) -> np.ndarray:
     ).astype(np.float64)  # fmt: skip
 
 
+def _search(detector: Any, gray: np.ndarray, region: tuple[int, int, int, int], side: int,
+            upscale: bool) -> tuple[int, int, int, int] | None:  # fmt: skip
+    """The largest HOG face box in ``gray[region]`` brought to ``side`` px (shrunk only, unless
+    ``upscale``), in ``gray``'s pixels; call under ``LOCK``."""
+    from PIL import Image
+
+    x0, y0, x1, y1 = region
+    crop = gray[y0:y1, x0:x1]
+    if crop.size == 0:
+        return None
+    k = side / max(crop.shape)
+    if not upscale:
+        k = min(1.0, k)
+    if k != 1.0:
+        size = (max(1, round(crop.shape[1] * k)), max(1, round(crop.shape[0] * k)))
+        crop = np.asarray(Image.fromarray(crop).resize(size, Image.BILINEAR))
+    faces = detector(np.ascontiguousarray(crop), 0)
+    if not len(faces):
+        return None
+    r = max(faces, key=lambda r: r.area())
+    return (x0 + round(r.left() / k), y0 + round(r.top() / k), x0 + round(r.right() / k),
+            y0 + round(r.bottom() / k))  # fmt: skip
+
+
 def detect_landmarks(
-    gray: np.ndarray, hint: tuple[int, int, int, int] | None = None
+    gray: np.ndarray, hint: tuple[int, int, int, int] | None = None, search: bool = True
 ) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
     """The largest face's (5, 2) landmarks and its box ``(left, top, right, bottom)`` in ``gray``.
 
-    ``gray`` is a (H, W) uint8 photo. The HOG detector runs on a copy shrunk to at most
-    ``DETECT_MAX_SIDE`` px; without a detection the predictor runs in ``hint`` (a face box in
-    ``gray``'s pixels) when one is given, else None is returned. Raises
+    ``gray`` is a (H, W) uint8 photo. With ``search`` the HOG detector runs on the whole photo
+    shrunk to at most ``DETECT_MAX_SIDE`` px. Without a detection there (or without ``search``) a
+    ``hint`` (a face box in ``gray``'s pixels, e.g. OpenCV's) is checked: the detector runs again
+    on the hint's neighbourhood brought to ``HINT_SIDE`` px, where even a small face is large
+    enough for it. The predictor then runs in the detector's box on the full-resolution photo
+    (its cost does not depend on the size). None when no face is confirmed; raises
     :class:`FaceDetectorUnavailable` when dlib or the model is missing.
     """
-    import dlib
-    from PIL import Image
-
     h, w = gray.shape
-    k = min(1.0, DETECT_MAX_SIDE / max(h, w))
-    small = gray
-    if k < 1.0:
-        size = (max(1, round(w * k)), max(1, round(h * k)))
-        small = np.asarray(Image.fromarray(gray).resize(size, Image.BILINEAR))
     with LOCK:
-        detector, predictor = _models()
-        faces = detector(np.ascontiguousarray(small), 0)
-        if len(faces):
-            r = max(faces, key=lambda r: r.area())
-            box = tuple(int(round(v / k)) for v in (r.left(), r.top(), r.right(), r.bottom()))
-        elif hint is not None:
-            box = tuple(int(v) for v in hint)
-        else:
+        dlib, detector, predictor = _models()
+        box = _search(detector, gray, (0, 0, w, h), DETECT_MAX_SIDE, False) if search else None
+        if box is None and hint is not None:
+            left, top, right, bottom = hint
+            m = HINT_MARGIN * max(1, right - left)
+            region = (max(0, int(left - m)), max(0, int(top - m)), min(w, int(right + m)),
+                      min(h, int(bottom + m)))  # fmt: skip
+            if region[2] - region[0] > 1 and region[3] - region[1] > 1:
+                box = _search(detector, gray, region, HINT_SIDE, True)
+        if box is None:
             return None
-        # The predictor refines from the box, so it runs on the shrunk copy too (a face there
-        # is >= 80 px, plenty for 68 points) and its points are scaled back.
-        rect = dlib.rectangle(*(int(round(v * k)) for v in box))
-        shape = predictor(np.ascontiguousarray(small), rect)
-    parts = np.array([[p.x, p.y] for p in shape.parts()], np.float64) / k
-    return five_points(parts), box  # type: ignore[return-value]
+        shape = predictor(np.ascontiguousarray(gray), dlib.rectangle(*box))
+    points = five_points(np.array([[p.x, p.y] for p in shape.parts()], np.float64))
+    return points, (max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3]))

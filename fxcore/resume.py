@@ -47,6 +47,12 @@ def prepare_out(out: Path, cfg: TrainConfig, resume: bool, force: bool) -> int:
                 f"{', '.join(diff)}); choose another --out or pass --force to overwrite it"
             )
         done = complete_epoch(out, run_names(cfg.attributes, cfg.controls))
+        if cfg.lr_schedule != "constant" and saved.get("epochs") != cfg.epochs and done > 0:
+            raise CheckpointError(
+                f"{out} was trained with --lr-schedule {cfg.lr_schedule} over "
+                f"--epochs {saved.get('epochs')}; the schedule's length cannot change after "
+                f"epoch 1: resume with --epochs {saved.get('epochs')}, or train a new experiment"
+            )
         if not resume:
             if done < 0:
                 return -1

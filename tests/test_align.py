@@ -6,6 +6,7 @@ so the landmark detector is tested on a real photo without the shared data.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,6 @@ from fxcore.align import (
     invert,
     similarity,
 )
-from fxcore.errors import FaceDetectorUnavailable
 from fxcore.faces import face_detector_available, prepare_upload
 
 CELEBA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "celeba-10k"
@@ -146,17 +146,32 @@ def test_align_alone_uses_the_landmark_detector_and_finds_no_face_in_noise() -> 
 def test_without_dlib_the_haar_eyes_take_over(monkeypatch: pytest.MonkeyPatch) -> None:
     if not face_detector_available():
         pytest.skip("the installed OpenCV has no Haar cascades (OpenCV 5); alignment is off")
-
-    def missing(*_a, **_k):
-        raise FaceDetectorUnavailable("dlib is not installed")
-
-    monkeypatch.setattr(landmarks, "detect_landmarks", missing)
+    monkeypatch.setattr(landmarks, "_MODELS", {})  # nothing loaded yet ...
+    monkeypatch.setitem(sys.modules, "dlib", None)  # ... and `import dlib` fails
+    assert not landmarks.available()
     got = prepare_upload(hopper(), 64, True, crop_face=True, align=True)
     assert got.align_method in ("eyes", "box"), got.message
     # Estimated nose and mouth: the template mapped back into the photo.
     np.testing.assert_allclose(
         apply(got.align_matrix, got.landmarks_original)[2:], MEAN_LANDMARKS[2:], atol=1e-3
     )
+
+
+@needs_dlib
+def test_a_hint_box_gives_landmarks_only_where_they_look_like_a_face() -> None:
+    photo = hopper()
+    gray = np.asarray(photo.convert("L"))
+    ref = prepare_upload(photo, 64, True, crop_face=True, align=True)
+    # The true face box as the hint, no search: the predictor's points are kept.
+    found = landmarks.detect_landmarks(gray, hint=ref.face_box, search=False)
+    assert found is not None
+    assert np.abs(found[0] - ref.landmarks_original).max() < 5.0  # 3% of the 188 px face
+    # A box on the uniform collar below the face, or on noise: no face, so no "landmarks".
+    w, h = photo.size
+    assert landmarks.detect_landmarks(gray, hint=(0, h - 150, 150, h), search=False) is None
+    noise = np.random.default_rng(1).integers(0, 255, (300, 300), np.uint8)
+    assert landmarks.detect_landmarks(noise, hint=(50, 50, 250, 250)) is None
+    assert landmarks.detect_landmarks(noise, hint=(5, 5, 5, 5)) is None  # degenerate box
 
 
 def celeba_photo(name: str = "009001.jpg") -> Image.Image:

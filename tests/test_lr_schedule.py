@@ -6,12 +6,14 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import TINY_SYNTH
 from safetensors.torch import load_file
 
 import fxcore.train as train_mod
 from fxcore.config import TrainConfig
+from fxcore.errors import CheckpointError, TrainingInterrupted
 from fxcore.train import train
 
 TINY = replace(TINY_SYNTH, epochs=2, seed=3, synth_train=40, max_val=16, augment="off",
@@ -38,9 +40,23 @@ def test_trainer_uses_the_schedule_and_resume_is_bit_identical(tmp_path: Path, m
     whole = train(TINY, tmp_path / "whole")
     assert set(seen) == {TINY.lr_at(1), TINY.lr_at(2)} and TINY.lr_at(2) == TINY.lr / 2
     monkeypatch.undo()
+    # Interrupt the same run while it saves epoch 2 (as Ctrl-C would), then resume it.
     part = tmp_path / "part"
-    train(replace(TINY, epochs=1), part)
+    real_write = train_mod.write_epoch
+
+    def interrupted(d, epoch, *a, **k):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_write(d, epoch, *a, **k)
+
+    monkeypatch.setattr(train_mod, "write_epoch", interrupted)
+    with pytest.raises(TrainingInterrupted):
+        train(TINY, part)
+    monkeypatch.undo()
     train(TINY, part, resume=True)
+    # The schedule's length is fixed once an epoch was trained with it.
+    with pytest.raises(CheckpointError, match="--epochs 2"):
+        train(replace(TINY, epochs=4), part, resume=True)
     const = train(replace(TINY, lr_schedule="constant"), tmp_path / "const")
     for run in ("Smiling", "Male"):
         a = load_file(str(whole / run / "epoch_002.safetensors"))
