@@ -8,10 +8,11 @@ nothing is downloaded at run time. The 68 points are reduced to CelebA's five
 (point 30) and the two outer mouth corners (48, 54).
 
 Cost per photo on the 2-core development machine (``benchmarks/bench_align.py``): about 10 ms for
-the detector on a copy at most ``DETECT_MAX_SIDE`` pixels wide and 1 ms for the predictor. When
-the HOG detector misses the face (it needs about 80 px of face in the copy), a face box found
-another way (OpenCV's Haar cascade in :mod:`fxcore.faces`) can be given as ``hint``; the predictor
-then runs in that box.
+the detector on a copy at most ``DETECT_MAX_SIDE`` pixels wide and 1 ms for the predictor, which
+runs on the full-resolution photo. When the detector misses the face there (it needs about 80 px of
+face in the copy), a face box found another way (OpenCV's Haar cascade in :mod:`fxcore.faces`) can
+be given as ``hint``: the detector searches that neighbourhood again at ``HINT_SIDE`` pixels, and
+only a face it confirms gets landmarks (the predictor returns a face shape in any box, face or not).
 
 Licence note: the 68-point model was trained on the iBUG 300-W data, whose terms exclude
 commercial use; check them before shipping fxcore inside a product.
