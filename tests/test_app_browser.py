@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,67 +117,72 @@ def server(tiny_root: Path, tmp_path: Path):
         yield url, root
 
 
-def test_every_page_and_an_upload(server, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def browser_page(width: int, height: int, timeout_ms: int) -> Iterator[Any]:
+    """A page in Debian's Chromium; the browser is closed however the test ends."""
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(timeout_ms)
+            yield page
+        finally:
+            browser.close()
+
+
+def test_every_page_and_an_upload(server, tmp_path: Path) -> None:
     url, root = server
     face_exp, mnist_exp = pick_experiments(root)
     photo = face_jpeg(tmp_path / "face.jpg")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
-            page.set_default_timeout(60_000)
-            page.goto(f"{url}/?experiment={face_exp}")
+    with browser_page(1500, 1100, 60_000) as page:
+        page.goto(f"{url}/?experiment={face_exp}")
+        settle(page)
+        page.get_by_text("Training curves").first.wait_for()
+        page.locator(".js-plotly-plot").first.wait_for()  # plotly.js loads lazily
+        no_errors(page)
+        shot(page, "home")
+
+        nav = page.locator('[data-testid="stSidebarNav"]')
+        for title, name in PAGES:  # sidebar navigation keeps the chosen experiment
+            nav.get_by_text(title, exact=True).click()
             settle(page)
-            page.get_by_text("Training curves").first.wait_for()
-            page.locator(".js-plotly-plot").first.wait_for()  # plotly.js loads lazily
+            page.get_by_role("heading", name=title.split()[0]).first.wait_for()
+            picker = page.locator('[data-testid="stSidebar"] input[aria-label="Experiment"]')
+            assert picker.input_value() == face_exp
             no_errors(page)
-            shot(page, "home")
+            if name == "feature-maps":
+                upload_face(page, photo)
+            elif name == "weight-statistics":  # another tensor: the maps follow
+                tensor = page.locator('input[aria-label="Weight tensor"]')
+                tensor.click()
+                tensor.fill("classifier.0.weight")  # the list is long: filter it
+                page.get_by_role("option").filter(has_text="classifier.0.weight").first.click()
+                settle(page)
+                page.get_by_text("L1 − L2 — variance").first.wait_for()
+                assert "classifier.0.weight" in page.locator('[data-testid="stMain"]').inner_text()
+            elif name == "training-dynamics":
+                page.get_by_text("CKA(L1, L2)").first.wait_for()
+                page.get_by_text("share of Grad-CAM mass").first.wait_for()
+            page.locator(".js-plotly-plot").first.wait_for()
+            shot(page, name)
 
-            nav = page.locator('[data-testid="stSidebarNav"]')
-            for title, name in PAGES:  # sidebar navigation keeps the chosen experiment
-                nav.get_by_text(title, exact=True).click()
-                settle(page)
-                page.get_by_role("heading", name=title.split()[0]).first.wait_for()
-                picker = page.locator('[data-testid="stSidebar"] input[aria-label="Experiment"]')
-                assert picker.input_value() == face_exp
-                no_errors(page)
-                if name == "feature-maps":
-                    upload_face(page, photo)
-                elif name == "weight-statistics":  # another tensor: the maps follow
-                    tensor = page.locator('input[aria-label="Weight tensor"]')
-                    tensor.click()
-                    tensor.fill("classifier.0.weight")  # the list is long: filter it
-                    page.get_by_role("option").filter(has_text="classifier.0.weight").first.click()
-                    settle(page)
-                    page.get_by_text("L1 − L2 — variance").first.wait_for()
-                    assert (
-                        "classifier.0.weight" in page.locator('[data-testid="stMain"]').inner_text()
-                    )
-                elif name == "training-dynamics":
-                    page.get_by_text("CKA(L1, L2)").first.wait_for()
-                    page.get_by_text("share of Grad-CAM mass").first.wait_for()
-                page.locator(".js-plotly-plot").first.wait_for()
-                shot(page, name)
-
-            if mnist_exp:  # the MLP: 28x28 unit tiles on Weight statistics, a note on Feature maps
-                picker = page.locator('[data-testid="stSidebar"] input[aria-label="Experiment"]')
-                picker.click()
-                page.get_by_role("option", name=mnist_exp).click()
-                settle(page)
-                nav.get_by_text("Weight statistics", exact=True).click()
-                settle(page)
-                page.get_by_text("First-layer units as 28×28 images").wait_for()
-                assert picker.input_value() == mnist_exp
-                no_errors(page)
-                shot(page, "weight-statistics-mnist")
-                nav.get_by_text("Feature maps", exact=True).click()
-                settle(page)
-                page.get_by_text("no convolutional layer").wait_for()
-                no_errors(page)
-        finally:
-            browser.close()
+        if mnist_exp:  # the MLP: 28x28 unit tiles on Weight statistics, a note on Feature maps
+            picker = page.locator('[data-testid="stSidebar"] input[aria-label="Experiment"]')
+            picker.click()
+            page.get_by_role("option", name=mnist_exp).click()
+            settle(page)
+            nav.get_by_text("Weight statistics", exact=True).click()
+            settle(page)
+            page.get_by_text("First-layer units as 28×28 images").wait_for()
+            assert picker.input_value() == mnist_exp
+            no_errors(page)
+            shot(page, "weight-statistics-mnist")
+            nav.get_by_text("Feature maps", exact=True).click()
+            settle(page)
+            page.get_by_text("no convolutional layer").wait_for()
+            no_errors(page)
 
 
 def upload_face(page, photo: Path) -> None:
@@ -207,7 +213,6 @@ EPOCHS = 20  # of a 480-image MNIST fixture: seconds on a fast machine, under a 
 def test_home_follows_a_training_run(tmp_path: Path) -> None:
     """Home open while a tiny training runs: the saved epochs grow on the page, no reload."""
     from fixtures_data import make_mnist_fixture
-    from playwright.sync_api import sync_playwright
 
     from fxcore.progress import read_progress
 
@@ -223,29 +228,23 @@ def test_home_follows_a_training_run(tmp_path: Path) -> None:
                 time.sleep(0.005)
             # Held while the browser starts and Home loads (a fast machine would finish first).
             trainer.send_signal(signal.SIGSTOP)
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-                try:
-                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                    page.set_default_timeout(120_000)
-                    page.goto(url)
-                    settle(page)
-                    main = page.locator('[data-testid="stMain"]')
-                    main.get_by_text("is training: epoch").wait_for()
-                    page.evaluate("window.__same_page = true")  # a reload would drop it
-                    saved = re.compile(r"epochs 0\.\.(\d+) saved")
-                    first = int(saved.search(main.inner_text()).group(1))
-                    trainer.send_signal(signal.SIGCONT)
-                    page.wait_for_function(
-                        "n => (/epochs 0\\.\\.(\\d+) saved/.exec(document.body.innerText)"
-                        " || [0, -1])[1] > n", arg=first)  # fmt: skip
-                    assert trainer.wait(timeout=300) == 0
-                    main.get_by_text(f"finished: epochs 0..{EPOCHS} saved").wait_for()
-                    assert page.evaluate("window.__same_page") is True
-                    assert main.get_by_text("is training").count() == 0
-                    no_errors(page)
-                finally:
-                    browser.close()
+            with browser_page(1400, 1000, 120_000) as page:
+                page.goto(url)
+                settle(page)
+                main = page.locator('[data-testid="stMain"]')
+                main.get_by_text("is training: epoch").wait_for()
+                page.evaluate("window.__same_page = true")  # a reload would drop it
+                saved = re.compile(r"epochs 0\.\.(\d+) saved")
+                first = int(saved.search(main.inner_text()).group(1))
+                trainer.send_signal(signal.SIGCONT)
+                page.wait_for_function(
+                    "n => (/epochs 0\\.\\.(\\d+) saved/.exec(document.body.innerText)"
+                    " || [0, -1])[1] > n", arg=first)  # fmt: skip
+                assert trainer.wait(timeout=300) == 0
+                main.get_by_text(f"finished: epochs 0..{EPOCHS} saved").wait_for()
+                assert page.evaluate("window.__same_page") is True
+                assert main.get_by_text("is training").count() == 0
+                no_errors(page)
         finally:
             trainer.send_signal(signal.SIGCONT)
             trainer.kill()
@@ -287,29 +286,21 @@ def real_photo(path: Path) -> Path:
 
 
 def test_real_photo_is_aligned_and_reaches_both_models(shipped_server, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     url, root = shipped_server
     face_exp = "celeba-pair" if (root / "celeba-pair").exists() else pick_experiments(root)[0]
     photo = real_photo(tmp_path / "real.jpg")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
-            page.set_default_timeout(90_000)
-            page.goto(f"{url}/?experiment={face_exp}")
-            settle(page)
-            page.get_by_text("Training curves").first.wait_for()
-            picker = page.locator('[data-testid="stSidebar"] input[aria-label="Experiment"]')
-            assert picker.input_value() == face_exp
-            page.locator('[data-testid="stSidebarNav"]').get_by_text("Feature maps").click()
-            settle(page)
-            upload_face(page, photo)
-            page.get_by_text("aligned like CelebA from").first.wait_for()  # landmarks, eyes or box
-            page.get_by_text("Alignment: detected face and landmarks").first.wait_for()
-            page.get_by_text("Aligned to CelebA").first.wait_for()
-            page.get_by_text("Grad-CAM share in this face's regions").first.wait_for()
-            no_errors(page)
-            shot(page, "feature-maps-aligned")
-        finally:
-            browser.close()
+    with browser_page(1500, 1100, 90_000) as page:
+        page.goto(f"{url}/?experiment={face_exp}")
+        settle(page)
+        page.get_by_text("Training curves").first.wait_for()
+        picker = page.locator('[data-testid="stSidebar"] input[aria-label="Experiment"]')
+        assert picker.input_value() == face_exp
+        page.locator('[data-testid="stSidebarNav"]').get_by_text("Feature maps").click()
+        settle(page)
+        upload_face(page, photo)
+        page.get_by_text("aligned like CelebA from").first.wait_for()  # landmarks, eyes or box
+        page.get_by_text("Alignment: detected face and landmarks").first.wait_for()
+        page.get_by_text("Aligned to CelebA").first.wait_for()
+        page.get_by_text("Grad-CAM share in this face's regions").first.wait_for()
+        no_errors(page)
+        shot(page, "feature-maps-aligned")
