@@ -127,14 +127,53 @@ def is_script_finished(payload: object) -> bool:
     return msg.WhichOneof("type") == "script_finished"
 
 
-def start_trainer(data: Path, out: Path, epochs: int, log: Path | None = None) -> subprocess.Popen:
+# Run in the child instead of ``-m fxcore`` when a test holds the trainer at an epoch: after
+# progress.json says the epoch is saved, it waits while the gate file exists (no race with a fast
+# machine finishing every epoch before the test looks).
+_HELD = """
+import sys, time
+from pathlib import Path
+from fxcore import progress
+from fxcore.cli import main
+gate, at = Path(sys.argv[1]), int(sys.argv[2])
+saved = progress.ProgressWriter.epoch_done
+def held(self, epoch, images):
+    saved(self, epoch, images)
+    while epoch == at and gate.exists():
+        time.sleep(0.02)
+progress.ProgressWriter.epoch_done = held
+raise SystemExit(main(sys.argv[3:]))
+"""
+
+
+def start_trainer(data: Path, out: Path, epochs: int, log: Path | None = None,
+                  hold_at: int | None = None) -> subprocess.Popen:  # fmt: skip
     """A real ``python -m fxcore train`` in the background: the MNIST MLP on the IDX files in
-    ``data`` (240 training images, a second or two per epoch), in its own process group."""
-    cmd = [sys.executable, "-m", "fxcore", "train", "--dataset", "mnist", "--data-root", str(data),
-           "--attributes", "digit", "--model", "fcnn3", "--epochs", str(epochs), "--batch-size",
-           "16", "--loss", "mse", "--pretrained", "no", "--no-progress", "--max-train", "240",
-           "--out", str(out)]  # fmt: skip
+    ``data`` (240 training images, a second or two per epoch), in its own process group.
+
+    With ``hold_at`` the trainer stops after saving that epoch, still running, until
+    ``release(proc)`` (or a kill)."""
+    args = ["train", "--dataset", "mnist", "--data-root", str(data), "--attributes", "digit",
+            "--model", "fcnn3", "--epochs", str(epochs), "--batch-size", "16", "--loss", "mse",
+            "--pretrained", "no", "--no-progress", "--max-train", "240", "--out", str(out)]  # fmt: skip
+    gate = None
+    if hold_at is None:
+        cmd = [sys.executable, "-m", "fxcore", *args]
+    else:
+        gate = Path(log or out).with_name(f".{out.name}.hold")
+        gate.parent.mkdir(parents=True, exist_ok=True)
+        gate.touch()
+        cmd = [sys.executable, "-c", _HELD, str(gate), str(hold_at), *args]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     sink = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
                             start_new_session=True)  # fmt: skip
+    proc.gate = gate  # type: ignore[attr-defined]
+    return proc
+
+
+def release(proc: subprocess.Popen) -> None:
+    """Let a trainer held by ``start_trainer(..., hold_at=N)`` go on."""
+    gate = getattr(proc, "gate", None)
+    if gate is not None:
+        gate.unlink(missing_ok=True)

@@ -12,7 +12,6 @@ import contextlib
 import io
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHOTS = REPO / "docs" / "screenshots"
 sys.path.insert(0, str(REPO / "benchmarks"))  # the server helpers the app benchmarks use too
-from benchlib import ARGS, CHROMIUM, free_port, start_trainer, wait_healthy  # noqa: E402
+from benchlib import ARGS, CHROMIUM, free_port, release, start_trainer, wait_healthy  # noqa: E402
 
 PAGES = [("Feature maps", "feature-maps"), ("Weight statistics", "weight-statistics"),
          ("Training dynamics", "training-dynamics"), ("Dataset", "dataset")]  # fmt: skip
@@ -220,14 +219,13 @@ def test_home_follows_a_training_run(tmp_path: Path) -> None:
     out = root / "live"
     data = make_mnist_fixture(tmp_path / "mnist", n_train=480, n_test=40)
     with serve(root, tmp_path / "streamlit.log") as url:
-        trainer = start_trainer(data, out, EPOCHS, tmp_path / "train.log")
+        trainer = start_trainer(data, out, EPOCHS, tmp_path / "train.log", hold_at=1)
         try:
             end = time.monotonic() + 300  # hang guard only (epoch 1 lands in seconds)
             while (p := read_progress(out)) is None or p.done < 1:
                 assert trainer.poll() is None and time.monotonic() < end, "no epoch 1 saved"
                 time.sleep(0.005)
-            # Held while the browser starts and Home loads (a fast machine would finish first).
-            trainer.send_signal(signal.SIGSTOP)
+            # Held after epoch 1 while the browser starts and Home loads.
             with browser_page(1400, 1000, 120_000) as page:
                 page.goto(url)
                 settle(page)
@@ -236,7 +234,7 @@ def test_home_follows_a_training_run(tmp_path: Path) -> None:
                 page.evaluate("window.__same_page = true")  # a reload would drop it
                 saved = re.compile(r"epochs 0\.\.(\d+) saved")
                 first = int(saved.search(main.inner_text()).group(1))
-                trainer.send_signal(signal.SIGCONT)
+                release(trainer)
                 page.wait_for_function(
                     "n => (/epochs 0\\.\\.(\\d+) saved/.exec(document.body.innerText)"
                     " || [0, -1])[1] > n", arg=first)  # fmt: skip
@@ -246,7 +244,6 @@ def test_home_follows_a_training_run(tmp_path: Path) -> None:
                 assert main.get_by_text("is training").count() == 0
                 no_errors(page)
         finally:
-            trainer.send_signal(signal.SIGCONT)
             trainer.kill()
             trainer.wait()
 

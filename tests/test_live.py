@@ -33,7 +33,7 @@ from fxcore.train import TrainConfig, TrainingInterrupted, train
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))  # the trainer and server helpers
-from benchlib import start_trainer  # noqa: E402
+from benchlib import release, start_trainer  # noqa: E402
 
 APP_DIR = REPO / "app"
 HOME = str(APP_DIR / "Home.py")
@@ -195,27 +195,18 @@ def test_app_and_runs_follow_a_real_training(mnist_dir: Path, tmp_path: Path, mo
     pytest.importorskip("streamlit")
     root = tmp_path / "ck"
     out = root / "live"
-    proc = start_trainer(mnist_dir, out, 12, tmp_path / "train.log")
+    proc = start_trainer(mnist_dir, out, 12, tmp_path / "train.log", hold_at=1)
     try:
-        wait_saved(out, proc, 1)
-        proc.send_signal(signal.SIGSTOP)  # hold it mid-run while the app looks (pid stays alive)
-        try:
-            # A fast machine may have saved more than one epoch by now: read where it stopped.
-            done = read_progress(out).done
-            assert 1 <= done < 12, done
-            at = home(root, monkeypatch)
-            bars = [b.proto.text for b in at.get("progress")]
-            assert len(bars) == 1 and "**live** is training: epoch " in bars[0], bars
-            assert "/12 (" in bars[0] and f"epochs 0..{done} saved" in bars[0], bars
-            row = at.dataframe[0].value.iloc[0]
-            # The files of the next epoch may already be on disk before progress.json says so.
-            assert row["state"] == f"running {done}/12"
-            assert row["epochs"] in (f"0–{done}", f"0–{done + 1}"), row["epochs"]
-            assert {(r["state"], r["epoch_of"]) for r in runs_json(root)} == {
-                ("running", f"{done}/12")
-            }
-        finally:
-            proc.send_signal(signal.SIGCONT)
+        wait_saved(out, proc, 1)  # held there, alive, while the app looks
+        assert read_progress(out).done == 1
+        at = home(root, monkeypatch)
+        bars = [b.proto.text for b in at.get("progress")]
+        assert len(bars) == 1 and "**live** is training: epoch " in bars[0], bars
+        assert "/12 (" in bars[0] and "epochs 0..1 saved" in bars[0], bars
+        row = at.dataframe[0].value.iloc[0]
+        assert (row["state"], row["epochs"]) == ("running 1/12", "0–1")
+        assert {(r["state"], r["epoch_of"]) for r in runs_json(root)} == {("running", "1/12")}
+        release(proc)
         assert proc.wait(timeout=300) == 0, (tmp_path / "train.log").read_text()
     finally:
         proc.kill()
@@ -233,16 +224,16 @@ def test_killed_trainer_is_shown_stopped_with_its_resume_command(
     pytest.importorskip("streamlit")
     root = tmp_path / "ck"
     out = root / "killed"
-    proc = start_trainer(mnist_dir, out, 3, tmp_path / "train.log")
+    proc = start_trainer(mnist_dir, out, 3, tmp_path / "train.log", hold_at=1)
     try:
-        wait_saved(out, proc, 1)
+        wait_saved(out, proc, 1)  # held after epoch 1: killed there, not after it has finished
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     at = home(root, monkeypatch)
     assert not at.get("progress")
     done = read_progress(out).done
-    assert done >= 1
+    assert done == 1
     warning = " ".join(w.value for w in at.warning)
     assert f"**killed** stopped at epoch {done} of 3" in warning and "killed?" in warning
     (cmd,) = [c.value for c in at.code if "--resume" in c.value]
