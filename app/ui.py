@@ -204,14 +204,6 @@ def prepare_image(data: bytes, image_size: int, normalize: bool, crop_face: bool
 # ---------------------------------------------------------------- images
 
 
-# How an aligned upload's five landmarks were found (fxcore.align's methods), for captions.
-LANDMARKS_FROM = {
-    "landmarks": "the five detected landmarks (eyes, nose tip, mouth corners)",
-    "eyes": "the landmarks (eyes detected, nose and mouth from the CelebA template)",
-    "box": "the landmarks (all from the CelebA template: no eyes found)",
-}
-
-
 def landmark_picture(data: bytes, prepared: PreparedImage, width: int = 320) -> Image.Image:
     """The upload at ``width`` px with its face box and the five landmarks drawn on it."""
     from PIL import ImageDraw

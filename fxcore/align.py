@@ -46,16 +46,24 @@ from fxcore.celeba import MEAN_LANDMARKS, OFFICIAL_SIZE
 from fxcore.errors import FaceDetectorUnavailable
 
 FRAME = OFFICIAL_SIZE  # CelebA's aligned (width, height) = (178, 218)
-# Where the Haar eye cascade finds the eye centres (image-left first) and the Haar face box
-# (left, top, right, bottom) on aligned CelebA, 178x218 frame: measured, see the module docstring.
-# Where dlib's five points fall on aligned CelebA (LANDMARK_NAMES order), 178x218 frame: measured.
+# Where dlib's five points fall on aligned CelebA (LANDMARK_NAMES order), 178x218 frame: measured,
+# see the module docstring.
 LANDMARK_TEMPLATE = np.array(
     [[69.2, 112.5], [107.7, 112.7], [87.8, 134.6], [71.0, 152.7], [106.1, 152.9]], dtype=np.float32
 )
+# Where the Haar eye cascade finds the eye centres (image-left first) and the Haar face box
+# (left, top, right, bottom) on aligned CelebA, 178x218 frame: measured, see the module docstring.
 EYE_TEMPLATE = np.array([[68.0, 111.5], [107.6, 111.5]], dtype=np.float32)
 BOX_TEMPLATE = (36.1, 71.5, 141.2, 176.6)
 ROI_SIDE = 160  # the face box is rescaled to this side before the eye search
 MAX_ROLL_DEG = 35.0  # two "eyes" on a steeper line are rejected as a false detection
+
+# What each alignment method (``AlignedFace.method``) aligned from, for the user.
+ALIGN_METHODS = {
+    "landmarks": "five landmarks (eyes, nose tip, mouth corners), all detected",
+    "eyes": "both eyes (no landmarks found; nose and mouth placed from the CelebA template)",
+    "box": "the face box (no landmarks or eyes found; all five points from the CelebA template)",
+}
 
 CASCADE_LOCK = threading.Lock()  # OpenCV's CascadeClassifier is not documented as thread-safe
 _CASCADES: dict[str, Any] = {}

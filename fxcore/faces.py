@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from fxcore.align import CASCADE_LOCK, FRAME, align_face, apply, load_cascade
+from fxcore.align import ALIGN_METHODS, CASCADE_LOCK, FRAME, align_face, apply, load_cascade
 from fxcore.celeba_files import box_mask, boxes_from_landmarks
 from fxcore.data import prepare_pil, square_crop_box, to_tensor, transform_landmarks
 from fxcore.errors import FaceDetectorUnavailable, ImageInputError  # noqa: F401 - re-exported
@@ -42,11 +42,6 @@ DETECT_MIN_SIDE = 256  # smaller ones are upscaled so a face exceeds the cascade
 # (benchmarks/bench_align.py), where 640 px / 8% / 10% cost ~0.1 s.
 MIN_FACE_FRACTION = 0.15
 SCALE_STEP = 1.15
-ALIGNED_FROM = {  # fxcore.align's methods, for the user
-    "landmarks": "five landmarks (eyes, nose, mouth corners)",
-    "eyes": "both eyes (no landmarks found)",
-    "box": "the face box (no landmarks or eyes found)",
-}
 
 
 def _upload_formats() -> tuple[str, ...]:
@@ -311,7 +306,7 @@ def prepare_upload(
         if face_box is None:  # the landmark detector found the face: its box, clamped to the photo
             face_box = found.box
             crop = training_crop_box(img.size, face_box)
-        message = f"face found; aligned like CelebA from {ALIGNED_FROM[found.method]}"
+        message = f"face found; aligned like CelebA from {ALIGN_METHODS[found.method]}"
         display = prepare_pil(found.image, image_size, mode)
         lm = transform_landmarks(apply(found.matrix, found.landmarks), *FRAME, image_size)
     else:

@@ -11,6 +11,7 @@ import streamlit as st
 import ui
 
 from fxcore.activations import conv_layers, map_ranges, overlay
+from fxcore.align import ALIGN_METHODS
 from fxcore.analysis import ModelView, cam_layer
 from fxcore.faces import PreparedImage, prepare_upload
 from fxcore.inputs import capabilities, input_spec
@@ -59,7 +60,8 @@ def choose_image(exp: Experiment) -> tuple[PreparedImage, str, str] | None:
             a, b = st.columns(2)
             a.image(
                 ui.landmark_picture(data, prepared),
-                caption="Upload with the face box and " + ui.LANDMARKS_FROM[prepared.align_method],
+                caption="Upload with its face box and five points, aligned from "
+                + ALIGN_METHODS[prepared.align_method],
             )
             b.image(prepared.aligned, caption="Aligned to CelebA's 178×218 framing")  # fmt: skip
     key = f"{hashlib.sha256(data).hexdigest()}:{framing}"
