@@ -38,16 +38,18 @@ def overview(exps: list[Experiment]) -> pd.DataFrame:
         cfg = exp.info.get("config", {})
         bad = sum(len(r.bad_epochs()) for r in exp.runs)
         eps = sorted({e for r in exp.runs for e in r.epochs()})
-        rows.append({
-            "experiment": exp.name,
-            "dataset": exp.info.get("dataset", cfg.get("dataset", "?")),
-            "model": exp.info.get("model", cfg.get("model", "?")),
-            "attributes": ", ".join(r.attribute for r in exp.runs),
-            "epochs": epochs_text(eps),
-            "state": live_text(*states[exp.name]) if exp.name in states else "–",
-            "best val accuracy": "; ".join(best_accuracy(r) for r in exp.runs),
-            "bad epochs": bad,
-        })  # fmt: skip
+        rows.append(
+            {
+                "experiment": exp.name,
+                "dataset": exp.info.get("dataset", cfg.get("dataset", "?")),
+                "model": exp.info.get("model", cfg.get("model", "?")),
+                "attributes": ", ".join(r.attribute for r in exp.runs),
+                "epochs": epochs_text(eps),
+                "state": live_text(*states[exp.name]) if exp.name in states else "–",
+                "best val accuracy": "; ".join(best_accuracy(r) for r in exp.runs),
+                "bad epochs": bad,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -67,14 +69,24 @@ def curves(exp: Experiment) -> None:
         shown = True
         c, label = colours[i % len(colours)], ui.run_label(i, run)
         x = [r["epoch"] for r in rows]
-        for key, dash, where in (("train_loss", "solid", 1), ("val_loss", "dot", 1),
-                                 ("val_accuracy", "solid", 2)):  # fmt: skip
+        for key, dash, where in (
+            ("train_loss", "solid", 1),
+            ("val_loss", "dot", 1),
+            ("val_accuracy", "solid", 2),
+        ):
             y = [r.get(key) for r in rows]
             if all(v is None for v in y):
                 continue
             name = f"{label} {key.replace('_', ' ')}"
-            fig.add_scatter(x=x, y=y, name=name, mode="lines+markers", row=1, col=where,
-                            line={"color": c, "dash": dash})  # fmt: skip
+            fig.add_scatter(
+                x=x,
+                y=y,
+                name=name,
+                mode="lines+markers",
+                row=1,
+                col=where,
+                line={"color": c, "dash": dash},
+            )
     if not shown:
         st.info("No metrics recorded yet for this experiment (metrics.jsonl is empty).")
         return
@@ -89,37 +101,56 @@ def bad_epochs(exp: Experiment) -> None:
         st.success("Every checkpoint of this experiment is intact.", icon=":material/check:")
         return
     lines = "\n".join(f"- **{r.name}** epoch {e}: `{why}`" for r, e, why in bad)
-    st.warning(f"{len(bad)} epoch(s) cannot be used and are skipped on every page; the other "
-               f"epochs stay usable.\n\n{lines}")  # fmt: skip
+    st.warning(
+        f"{len(bad)} epoch(s) cannot be used and are skipped on every page; the other "
+        f"epochs stay usable.\n\n{lines}"
+    )
 
 
 def evaluation_section(exp: Experiment) -> None:
-    """The last evaluations ``fxcore eval`` stored in the experiment (issue 15)."""
+    """The last evaluations ``fxcore eval`` stored in the experiment."""
     from fxcore.eval_store import stored_evaluations
 
     st.subheader("Evaluation")
     evals = stored_evaluations(exp.path)
     if not evals:
-        st.caption(f"No stored evaluation. Run `python -m fxcore eval {exp.name} [--images DIR]` "
-                   "to score every run and epoch through the upload path.")  # fmt: skip
+        st.caption(
+            f"No stored evaluation. Run `python -m fxcore eval {exp.name} [--images DIR]` "
+            "to score every run and epoch through the upload path."
+        )
         return
-    rows = [{"set": ev.get("set"), "framing": ev.get("framing"), "images": ev.get("n_images"),
-             "run": run, "epoch": int(epoch), "accuracy": m.get("accuracy"),
-             "balanced accuracy": m.get("balanced_accuracy"), "AUC": m.get("auc"),
-             "ECE": m.get("ece"), "when": ev.get("time")}
-            for ev in evals for run, per in ev.get("runs", {}).items()
-            for epoch, m in per.items()]  # fmt: skip
-    st.caption("Stored by `python -m fxcore eval`: each set and framing's last evaluation, through "
-               "the same upload path as the Feature maps page.")  # fmt: skip
+    rows = [
+        {
+            "set": ev.get("set"),
+            "framing": ev.get("framing"),
+            "images": ev.get("n_images"),
+            "run": run,
+            "epoch": int(epoch),
+            "accuracy": m.get("accuracy"),
+            "balanced accuracy": m.get("balanced_accuracy"),
+            "AUC": m.get("auc"),
+            "ECE": m.get("ece"),
+            "when": ev.get("time"),
+        }
+        for ev in evals
+        for run, per in ev.get("runs", {}).items()
+        for epoch, m in per.items()
+    ]
+    st.caption(
+        "Stored by `python -m fxcore eval`: each set and framing's last evaluation, through "
+        "the same upload path as the Feature maps page."
+    )
     st.dataframe(pd.DataFrame(rows), hide_index=True)
 
 
 def demo_section() -> None:
     root = cache.checkpoints_root()
     st.info(f"No experiment found in `{root}`.")
-    st.markdown("**Try the built-in demo** — two small experiments trained on this machine "
-                "(a VGG pair on synthetic faces, Smiling vs Male; and the seed paper's MNIST MLP). "
-                "This takes a few minutes on a CPU.")  # fmt: skip
+    st.markdown(
+        "**Try the built-in demo** — two small experiments trained on this machine "
+        "(a VGG pair on synthetic faces, Smiling vs Male; and the seed paper's MNIST MLP). "
+        "This takes a few minutes on a CPU."
+    )
     if st.button("Train the built-in demo", type="primary", key="demo"):
         run_demo(root)
     st.markdown("**Or train on CelebA** (set `FXCORE_CHECKPOINTS` to read experiments elsewhere):")
@@ -170,9 +201,11 @@ def experiments_live() -> bool:
 
 def home() -> None:
     st.title("fxcore: identical networks, different labels")
-    st.caption("K copies of one network share their initialisation and every batch, but learn "
-               "different attributes. Pick an experiment in the sidebar; the other pages show "
-               "how the models come to differ.")  # fmt: skip
+    st.caption(
+        "K copies of one network share their initialisation and every batch, but learn "
+        "different attributes. Pick an experiment in the sidebar; the other pages show "
+        "how the models come to differ."
+    )
     exps, problems = cache.experiments()
     for msg in problems:
         st.warning(f"Skipped an experiment folder: {msg}")

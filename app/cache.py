@@ -134,8 +134,15 @@ def mean_var(run: Run, key: str, lo: int, hi: int) -> tuple[np.ndarray, np.ndarr
 
 
 @st.cache_data(max_entries=16, ttl=TTL, show_spinner=False)
-def _weight_maps(paths: tuple[str, ...], key: str, lo: int, hi: int, mode: str, stamp: Stamp,
-                 _runs: Sequence[Run]) -> analysis.WeightMaps:  # fmt: skip
+def _weight_maps(
+    paths: tuple[str, ...],
+    key: str,
+    lo: int,
+    hi: int,
+    mode: str,
+    stamp: Stamp,
+    _runs: Sequence[Run],
+) -> analysis.WeightMaps:
     from fxcore import analysis
 
     stats = {r.name: mean_var(r, key, lo, hi) for r in _runs}
@@ -179,8 +186,9 @@ def cka(exp: Experiment, runs: Sequence[Run], n_probe: int) -> dict:
 
 
 @st.cache_data(max_entries=16, ttl=TTL, show_spinner=False)
-def _localisation(path: str, names: tuple[str, ...], n_probe: int, stamp: Stamp, _exp,
-                  _runs) -> dict:  # fmt: skip
+def _localisation(
+    path: str, names: tuple[str, ...], n_probe: int, stamp: Stamp, _exp, _runs
+) -> dict:
     from fxcore import analysis
 
     return analysis.localisation(_exp, _runs, n_probe=n_probe)
@@ -195,8 +203,16 @@ def localisation(exp: Experiment, runs: Sequence[Run], n_probe: int) -> dict:
 
 
 @st.cache_data(max_entries=32, ttl=TTL, show_spinner=False)
-def _explain(paths: tuple[str, ...], epoch: int, layer: str, image_key: str, top_k: int,
-             stamp: Stamp, _runs: Sequence[Run], _x) -> list[analysis.ModelView]:  # fmt: skip
+def _explain(
+    paths: tuple[str, ...],
+    epoch: int,
+    layer: str,
+    image_key: str,
+    top_k: int,
+    stamp: Stamp,
+    _runs: Sequence[Run],
+    _x,
+) -> list[analysis.ModelView]:
     from fxcore import analysis
 
     models = [(r.name, r.attribute, model(r, epoch)) for r in _runs]
@@ -211,15 +227,17 @@ def explain(runs: Sequence[Run], epoch: int, layer: str, x, image_key: str, top_
 
 
 @st.cache_data(max_entries=16, ttl=TTL, show_spinner=False)
-def _prepared(digest: str, image_size: int, normalize: bool, crop_face: bool, mode: str,
-              align: bool, _data):  # fmt: skip
+def _prepared(
+    digest: str, image_size: int, normalize: bool, crop_face: bool, mode: str, align: bool, _data
+):
     from fxcore.faces import prepare_upload
 
     return prepare_upload(_data, image_size, normalize, crop_face=crop_face, mode=mode, align=align)
 
 
-def prepared_upload(data: bytes, image_size: int, normalize: bool, crop_face: bool, mode: str,
-                    align: bool = False):  # fmt: skip
+def prepared_upload(
+    data: bytes, image_size: int, normalize: bool, crop_face: bool, mode: str, align: bool = False
+):
     """:func:`fxcore.faces.prepare_upload` of the bytes, cached by their hash."""
     digest = hashlib.sha256(data).hexdigest()
     return _prepared(digest, image_size, normalize, crop_face, mode, align, data)
@@ -328,12 +346,13 @@ def prewarm(delay_s: float = 2.0) -> None:
     ).start()
 
 
-# ---------------------------------------------------------------- trustworthy comparison (issue 16)
+# ---------------------------------------------------------------- trustworthy comparison
 
 
 @st.cache_data(max_entries=8, ttl=TTL, show_spinner=False)
-def _trust(path: str, names: tuple[str, ...], n_probe: int, n_resamples: int, stamp: Stamp,
-           _exp) -> dict:  # fmt: skip
+def _trust(
+    path: str, names: tuple[str, ...], n_probe: int, n_resamples: int, stamp: Stamp, _exp
+) -> dict:
     from fxcore import trust
 
     return trust.compare(_exp, list(names), n_probe=n_probe, n_resamples=n_resamples)

@@ -60,19 +60,29 @@ def progress_panel(exps: Sequence[Experiment]) -> bool:
             going = True
             where = f"batch {p.batch}/{p.batches}" if p.phase == "training" else p.phase
             saved = f"epochs 0..{p.done} saved" if p.done >= 0 else "no epoch saved yet"
-            st.progress(p.fraction, text=f"**{name}** is training: epoch {p.epoch}/{p.epochs} "
-                        f"({where}), {saved}")  # fmt: skip
+            st.progress(
+                p.fraction,
+                text=f"**{name}** is training: epoch {p.epoch}/{p.epochs} ({where}), {saved}",
+            )
             speed = f"{p.images_per_s:,.0f} images/s" if p.images_per_s else "measuring speed"
             st.caption(f"{speed} · ETA {duration(p.eta_s)} · {p.host} pid {p.pid}")
         elif state in STOPPED:
-            why = {"interrupted": "interrupted (Ctrl-C)", "failed": f"failed: {p.error}",
-                   "stale": "the trainer stopped reporting (killed?)"}[state]  # fmt: skip
-            st.warning(f"**{name}** stopped at epoch {max(p.done, 0)} of {p.epochs}: {why}. "
-                       "Continue it with:", icon=":material/pause_circle:")  # fmt: skip
+            why = {
+                "interrupted": "interrupted (Ctrl-C)",
+                "failed": f"failed: {p.error}",
+                "stale": "the trainer stopped reporting (killed?)",
+            }[state]
+            st.warning(
+                f"**{name}** stopped at epoch {max(p.done, 0)} of {p.epochs}: {why}. "
+                "Continue it with:",
+                icon=":material/pause_circle:",
+            )
             st.code(p.command, language="bash")
         elif state == "finished" and time.time() - p.updated < RECENT_S:
-            st.caption(f":material/check_circle: **{name}** finished: epochs 0..{p.done} saved, "
-                       f"{duration(time.time() - p.updated)} ago")  # fmt: skip
+            st.caption(
+                f":material/check_circle: **{name}** finished: epochs 0..{p.done} saved, "
+                f"{duration(time.time() - p.updated)} ago"
+            )
     return going
 
 

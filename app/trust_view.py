@@ -23,37 +23,63 @@ def _errors(values, low, high) -> dict:
 
 
 def _layout(fig: go.Figure, title: str, ylabel: str, xlabel: str = "layer") -> go.Figure:
-    fig.update_layout(title=title, height=340, xaxis_title=xlabel, yaxis_title=ylabel,
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h"})  # fmt: skip
+    fig.update_layout(
+        title=title,
+        height=340,
+        xaxis_title=xlabel,
+        yaxis_title=ylabel,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        legend={"orientation": "h"},
+    )
     return fig
 
 
 def cka_vs_control(res: dict, layers: list[str], t: int) -> go.Figure:
     """CKA per layer at epoch index t: L1 vs L2 and L1 vs control, both with CIs, and the null."""
     fig = go.Figure()
-    parts = [("L1 vs L2", res.get("cka"), PAIR), ("L1 vs control", res.get("control", {}).get("cka"),
-                                                   CONTROL)]  # fmt: skip
+    parts = [
+        ("L1 vs L2", res.get("cka"), PAIR),
+        ("L1 vs control", res.get("control", {}).get("cka"), CONTROL),
+    ]
     for name, c, colour in parts:
         if not c:
             continue
         v = [c["layers"][k][t] for k in layers]
         lo, hi = [c["low"][k][t] for k in layers], [c["high"][k][t] for k in layers]
-        fig.add_scatter(x=layers, y=v, name=name, mode="lines+markers", line={"color": colour},
-                        error_y=_errors(v, lo, hi))  # fmt: skip
+        fig.add_scatter(
+            x=layers,
+            y=v,
+            name=name,
+            mode="lines+markers",
+            line={"color": colour},
+            error_y=_errors(v, lo, hi),
+        )
     null = res["cka"]["null"]
-    fig.add_scatter(x=layers, y=[null[k][t] for k in layers], name="permuted-pairing null",
-                    mode="lines", line={"color": "black", "dash": "dot"})  # fmt: skip
+    fig.add_scatter(
+        x=layers,
+        y=[null[k][t] for k in layers],
+        name="permuted-pairing null",
+        mode="lines",
+        line={"color": "black", "dash": "dot"},
+    )
     return _layout(fig, "CKA per layer (95% bootstrap CI)", "CKA")
 
 
 def cosine_vs_control(res: dict, field: str, layers: list[str], t: int, title: str) -> go.Figure:
     fig = go.Figure()
-    for name, part, colour in (("L1 vs L2", res, PAIR), ("L1 vs control", res.get("control"),
-                                                         CONTROL)):  # fmt: skip
+    for name, part, colour in (
+        ("L1 vs L2", res, PAIR),
+        ("L1 vs control", res.get("control"), CONTROL),
+    ):
         if part:
             d = part["dynamics"]["layers"]
-            fig.add_scatter(x=layers, y=[d[k][field][t] for k in layers if k in d], name=name,
-                            mode="lines+markers", line={"color": colour})  # fmt: skip
+            fig.add_scatter(
+                x=layers,
+                y=[d[k][field][t] for k in layers if k in d],
+                name=name,
+                mode="lines+markers",
+                line={"color": colour},
+            )
     return _layout(fig, title, "cosine" if "cosine" in field else "share")
 
 
@@ -68,16 +94,26 @@ def shares_figure(att: dict, names: list[str], region: str, group: str, t: int) 
     for i, name in enumerate(names):
         rows = [att["shares"][name][s][group][region][t] for s in srcs]
         v, lo, hi = zip(*rows)
-        fig.add_bar(x=labels, y=v, name=f"{'L1' if i == 0 else 'L2' if i == 1 else 'control'} "
-                    f"{name}", error_y=_errors(v, lo, hi))  # fmt: skip
-    fig.add_hline(y=att["area"].get(region, 0.0), line_dash="dot",
-                  annotation_text="area (uniform map)")  # fmt: skip
-    return _layout(fig, f"Share of attribution energy in {region} ({group} the attribute)",
-                   "share", "Grad-CAM layer / input method")  # fmt: skip
+        fig.add_bar(
+            x=labels,
+            y=v,
+            name=f"{'L1' if i == 0 else 'L2' if i == 1 else 'control'} {name}",
+            error_y=_errors(v, lo, hi),
+        )
+    fig.add_hline(
+        y=att["area"].get(region, 0.0), line_dash="dot", annotation_text="area (uniform map)"
+    )
+    return _layout(
+        fig,
+        f"Share of attribution energy in {region} ({group} the attribute)",
+        "share",
+        "Grad-CAM layer / input method",
+    )
 
 
-def mean_map_figures(att: dict, names: list[str], src: str, group: str, t: int,
-                     region: str) -> list[go.Figure]:  # fmt: skip
+def mean_map_figures(
+    att: dict, names: list[str], src: str, group: str, t: int, region: str
+) -> list[go.Figure]:
     maps = [np.asarray(att["maps"][n][src][group][t], float) for n in names[:2]]
     if len(maps) == 2:
         maps.append(maps[0] - maps[1])
@@ -88,15 +124,32 @@ def mean_map_figures(att: dict, names: list[str], src: str, group: str, t: int,
     for i, m in enumerate(maps):
         diff = i == 2
         lo_hi = ui.symmetric([m]) if diff else (0.0, hi)
-        fig = ui.heatmap_figure(m, title=titles[i], zmin=lo_hi[0], zmax=lo_hi[1],
-                                colorscale="RdBu_r" if diff else "Viridis", square=True,
-                                height=300, value_name="energy (1 = uniform)",
-                                axis_titles=False)  # fmt: skip
+        fig = ui.heatmap_figure(
+            m,
+            title=titles[i],
+            zmin=lo_hi[0],
+            zmax=lo_hi[1],
+            colorscale="RdBu_r" if diff else "Viridis",
+            square=True,
+            height=300,
+            value_name="energy (1 = uniform)",
+            axis_titles=False,
+        )
         if outline is not None:
             o = np.asarray(outline, float)
-            fig.add_contour(z=o, showscale=False, contours={"coloring": "lines", "start": 0.5 * o.max(),
-                            "end": 0.5 * o.max(), "size": 1}, line={"color": "white", "width": 2},
-                            hoverinfo="skip", name=region)  # fmt: skip
+            fig.add_contour(
+                z=o,
+                showscale=False,
+                contours={
+                    "coloring": "lines",
+                    "start": 0.5 * o.max(),
+                    "end": 0.5 * o.max(),
+                    "size": 1,
+                },
+                line={"color": "white", "width": 2},
+                hoverinfo="skip",
+                name=region,
+            )
         figs.append(fig)
     return figs
 
@@ -107,8 +160,11 @@ def probe_figures(pr: dict, names: list[str], attr: str) -> list[go.Figure]:
     for name in names:
         table = pr["runs"][name][attr]
         m = np.array([[row[0] for row in table[k]] for k in layers], float)
-        figs.append(ui.layer_epoch_figure(layers, epochs, m, title=f"{name} features → {attr}",
-                                          zmin=0.5, zmax=1.0))  # fmt: skip
+        figs.append(
+            ui.layer_epoch_figure(
+                layers, epochs, m, title=f"{name} features → {attr}", zmin=0.5, zmax=1.0
+            )
+        )
     return figs
 
 
@@ -117,8 +173,11 @@ def render(exp: Experiment, runs: list[Run]) -> None:
     if len(runs) < 2 or exp.info.get("dataset") in (None, "imported"):
         st.info("Needs two runs of a dataset with probe images.")
         return
-    if not st.toggle("Compare against the control, with intervals, per layer and method "
-                     "(computed once, then read from the cache)", key="tr_on"):  # fmt: skip
+    if not st.toggle(
+        "Compare against the control, with intervals, per layer and method "
+        "(computed once, then read from the cache)",
+        key="tr_on",
+    ):
         return
     c1, c2 = st.columns(2)
     n_probe = int(c1.number_input("Probe images", 8, 4096, 128, step=8, key="tr_n"))
@@ -127,11 +186,15 @@ def render(exp: Experiment, runs: list[Run]) -> None:
         res = cache.trust_compare(exp, runs[:2], n_probe, n_boot)
     ctl = res.get("control")
     if ctl:
-        st.caption(f"Control: **{ctl['runs'][1]}**, the same task as L1 from the same start with "
-                   "its own batch order: how different two runs of one task are.")  # fmt: skip
+        st.caption(
+            f"Control: **{ctl['runs'][1]}**, the same task as L1 from the same start with "
+            "its own batch order: how different two runs of one task are."
+        )
     else:
-        st.info("This experiment has no control run: train with `--controls 1` to see how "
-                "different two runs of the same task are (the noise floor).")  # fmt: skip
+        st.info(
+            "This experiment has no control run: train with `--controls 1` to see how "
+            "different two runs of the same task are (the noise floor)."
+        )
     epochs = list(res["cka"]["epochs"])
     epoch = st.select_slider("Epoch", epochs, value=epochs[-1], key="tr_epoch")
     t = epochs.index(epoch)
@@ -140,19 +203,29 @@ def render(exp: Experiment, runs: list[Run]) -> None:
     c1.plotly_chart(cka_vs_control(res, layers, t), key="tr_cka")
     wkeys = [f"{k}.weight" for k in layers if f"{k}.weight" in res["dynamics"]["layers"]]
     t_dyn = list(res["dynamics"]["epochs"]).index(epoch)
-    c2.plotly_chart(cosine_vs_control(res, "update_cosine", wkeys, t_dyn,
-                                      "Update cosine cos(ΔW_A, ΔW_B) from the shared init"),
-                    key="tr_upd")  # fmt: skip
+    c2.plotly_chart(
+        cosine_vs_control(
+            res, "update_cosine", wkeys, t_dyn, "Update cosine cos(ΔW_A, ΔW_B) from the shared init"
+        ),
+        key="tr_upd",
+    )
     att = res.get("attribution")
     names = [n for n in [r.name for r in runs[:2]] + ([ctl["runs"][1]] if ctl else [])]
     if att and att.get("shares"):
-        st.caption(f"Regions: {att['regions_from']}. Energy-based pointing game over "
-                   f"{att['n_probe']} probe images; ✗ marks a source that failed the cascading "
-                   "randomisation check (not evidence).")  # fmt: skip
+        st.caption(
+            f"Regions: {att['regions_from']}. Energy-based pointing game over "
+            f"{att['n_probe']} probe images; ✗ marks a source that failed the cascading "
+            "randomisation check (not evidence)."
+        )
         c1, c2 = st.columns(2)
         region = c1.selectbox("Region", att["regions"], key="tr_region")
-        group = c2.radio("Images", ["with", "without"], horizontal=True, key="tr_group",
-                         format_func=lambda g: f"{g} L1's attribute")  # fmt: skip
+        group = c2.radio(
+            "Images",
+            ["with", "without"],
+            horizontal=True,
+            key="tr_group",
+            format_func=lambda g: f"{g} L1's attribute",
+        )
         ta = list(att["epochs"]).index(epoch)
         st.plotly_chart(shares_figure(att, names, region, group, ta), key="tr_shares")
         src = st.selectbox("Mean map of", att["sources"], key="tr_src")
@@ -162,8 +235,10 @@ def render(exp: Experiment, runs: list[Run]) -> None:
     pr = res.get("probes")
     if pr:
         attr = st.selectbox("Probe attribute", pr["attributes"], key="tr_probe_attr")
-        st.caption(f"Held-out accuracy of a logistic-regression probe on each layer's pooled "
-                   f"features (chance {pr['chance'][attr]:.2f}).")  # fmt: skip
+        st.caption(
+            f"Held-out accuracy of a logistic-regression probe on each layer's pooled "
+            f"features (chance {pr['chance'][attr]:.2f})."
+        )
         cols = st.columns(len(names))
         for i, fig in enumerate(probe_figures(pr, names, attr)):
             cols[i].plotly_chart(fig, key=f"tr_probe_{i}")

@@ -102,8 +102,13 @@ def sidebar_experiment_picker() -> None:
             asked = st.query_params.get("experiment")
             current = asked if asked in names else names[0]
         st.session_state["experiment"] = current
-        st.sidebar.selectbox("Experiment", names, index=names.index(current),
-                             key="experiment_picker", on_change=_picked)  # fmt: skip
+        st.sidebar.selectbox(
+            "Experiment",
+            names,
+            index=names.index(current),
+            key="experiment_picker",
+            on_change=_picked,
+        )
         if st.query_params.get("experiment") != current:
             st.query_params["experiment"] = current
         if problems:
@@ -172,8 +177,12 @@ def epoch_range(epochs: list[int], key: str) -> tuple[int, int]:
     if len(epochs) == 1:
         st.caption(f"Only epoch {epochs[0]} is available.")
         return epochs[0], epochs[0]
-    lo, hi = st.select_slider("Epoch range (inclusive; A..A = one epoch)", options=epochs,
-                              value=(epochs[0], epochs[-1]), key=key)  # fmt: skip
+    lo, hi = st.select_slider(
+        "Epoch range (inclusive; A..A = one epoch)",
+        options=epochs,
+        value=(epochs[0], epochs[-1]),
+        key=key,
+    )
     return int(lo), int(hi)
 
 
@@ -187,13 +196,19 @@ def epoch_picker(epochs: list[int], key: str, label: str = "Epoch") -> int:
 # ---------------------------------------------------------------- uploads
 
 
-def prepare_image(data: bytes, image_size: int, normalize: bool, crop_face: bool = False,
-                  mode: str = "RGB", align: bool = False,
-                  ) -> tuple[PreparedImage | None, str | None]:  # fmt: skip
+def prepare_image(
+    data: bytes,
+    image_size: int,
+    normalize: bool,
+    crop_face: bool = False,
+    mode: str = "RGB",
+    align: bool = False,
+) -> tuple[PreparedImage | None, str | None]:
     """Prepare uploaded bytes as the models' input: ``(prepared, None)`` or ``(None, message)``."""
     try:
-        return cache.prepared_upload(bytes(data), image_size, normalize, crop_face, mode,
-                                     align), None  # fmt: skip
+        return cache.prepared_upload(
+            bytes(data), image_size, normalize, crop_face, mode, align
+        ), None
     except Exception as exc:  # noqa: BLE001 - e.g. an exotic decoder failure: still a message
         if is_image_error(exc):
             return None, f"Cannot use this file: {exc}"
@@ -242,11 +257,20 @@ def colourise(m: np.ndarray, lo: float, hi: float, cmap: str = "viridis") -> np.
 # ---------------------------------------------------------------- figures
 
 
-def heatmap_figure(z: np.ndarray, *, title: str = "", zmin: float | None = None,
-                   zmax: float | None = None, colorscale: str = "RdBu_r",
-                   block: tuple[int, int] = (1, 1), origin: tuple[int, int] = (0, 0),
-                   height: int = 380, value_name: str = "value",
-                   square: bool = False, axis_titles: bool = True) -> go.Figure:  # fmt: skip
+def heatmap_figure(
+    z: np.ndarray,
+    *,
+    title: str = "",
+    zmin: float | None = None,
+    zmax: float | None = None,
+    colorscale: str = "RdBu_r",
+    block: tuple[int, int] = (1, 1),
+    origin: tuple[int, int] = (0, 0),
+    height: int = 380,
+    value_name: str = "value",
+    square: bool = False,
+    axis_titles: bool = True,
+) -> go.Figure:
     """Interactive heatmap; x/y are the original column/row indices of each (pooled) cell.
 
     Cell ``(i, j)`` covers rows ``origin_r + i*block_r .. + block_r-1`` (and likewise columns), so
@@ -259,11 +283,18 @@ def heatmap_figure(z: np.ndarray, *, title: str = "", zmin: float | None = None,
     y = (origin[0] + np.arange(z.shape[0]) * br).astype(np.int32)
     rows = "row %{y}" + (f" (+{br - 1})" if br > 1 else "")
     cols = "col %{x}" + (f" (+{bc - 1})" if bc > 1 else "")
-    fig = go.Figure(go.Heatmap(
-        z=z, x=x, y=y, zmin=zmin, zmax=zmax, colorscale=colorscale,
-        hovertemplate=f"{rows}<br>{cols}<br>{value_name} %{{z:.4g}}<extra></extra>",
-        colorbar={"thickness": 10, "xpad": 4},
-    ))  # fmt: skip
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=x,
+            y=y,
+            zmin=zmin,
+            zmax=zmax,
+            colorscale=colorscale,
+            hovertemplate=f"{rows}<br>{cols}<br>{value_name} %{{z:.4g}}<extra></extra>",
+            colorbar={"thickness": 10, "xpad": 4},
+        )
+    )
     fig.update_yaxes(autorange="reversed", title_text="row" if axis_titles else None)
     fig.update_xaxes(title_text="column" if axis_titles else None)
     if square:  # one data unit is as tall as it is wide (images, unit tiles)
@@ -294,35 +325,71 @@ def figure_bytes(fig: go.Figure) -> int:
     return len(fig.to_json())
 
 
-def line_figure(x: Sequence[float], series: dict[str, Sequence[float]], *, title: str = "",
-                xlabel: str = "epoch", ylabel: str = "", height: int = 320,
-                dashes: dict[str, str] | None = None,
-                colours: dict[str, str] | None = None) -> go.Figure:  # fmt: skip
+def line_figure(
+    x: Sequence[float],
+    series: dict[str, Sequence[float]],
+    *,
+    title: str = "",
+    xlabel: str = "epoch",
+    ylabel: str = "",
+    height: int = 320,
+    dashes: dict[str, str] | None = None,
+    colours: dict[str, str] | None = None,
+) -> go.Figure:
     fig = go.Figure()
     for name, ys in series.items():
         line = {"dash": (dashes or {}).get(name, "solid")}
         if colours and name in colours:
             line["color"] = colours[name]
-        fig.add_trace(go.Scatter(x=list(x), y=[None if v is None else float(v) for v in ys],
-                                 mode="lines+markers", name=name, line=line))  # fmt: skip
-    fig.update_layout(title=title, height=height, xaxis_title=xlabel, yaxis_title=ylabel,
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=list(x),
+                y=[None if v is None else float(v) for v in ys],
+                mode="lines+markers",
+                name=name,
+                line=line,
+            )
+        )
+    fig.update_layout(
+        title=title,
+        height=height,
+        xaxis_title=xlabel,
+        yaxis_title=ylabel,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    )
     if xlabel == "epoch":
         fig.update_xaxes(dtick=1)
     return fig
 
 
-def layer_epoch_figure(layers: list[str], epochs: list[int], values: np.ndarray, *, title: str,
-                       zmin: float | None = None, zmax: float | None = None,
-                       colorscale: str = "Viridis") -> go.Figure:  # fmt: skip
+def layer_epoch_figure(
+    layers: list[str],
+    epochs: list[int],
+    values: np.ndarray,
+    *,
+    title: str,
+    zmin: float | None = None,
+    zmax: float | None = None,
+    colorscale: str = "Viridis",
+) -> go.Figure:
     """Layer x epoch heatmap (rows = layers in model order)."""
-    fig = go.Figure(go.Heatmap(
-        z=np.asarray(values, np.float32), x=[str(e) for e in epochs], y=layers, zmin=zmin,
-        zmax=zmax, colorscale=colorscale,
-        hovertemplate="%{y}<br>epoch %{x}<br>%{z:.4g}<extra></extra>", colorbar={"thickness": 12},
-    ))  # fmt: skip
+    fig = go.Figure(
+        go.Heatmap(
+            z=np.asarray(values, np.float32),
+            x=[str(e) for e in epochs],
+            y=layers,
+            zmin=zmin,
+            zmax=zmax,
+            colorscale=colorscale,
+            hovertemplate="%{y}<br>epoch %{x}<br>%{z:.4g}<extra></extra>",
+            colorbar={"thickness": 12},
+        )
+    )
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text="epoch", type="category")
-    fig.update_layout(title=title, height=max(260, 22 * len(layers) + 120),
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+    fig.update_layout(
+        title=title,
+        height=max(260, 22 * len(layers) + 120),
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    )
     return fig

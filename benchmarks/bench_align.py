@@ -37,8 +37,9 @@ def photos(root: Path, n: int, side: int) -> list[bytes]:
     for name in ds.files():
         frame = np.asarray(Image.open(Path(ds._image_dir) / name).convert("RGB").resize(FRAME))
         m, _ = standin_matrix(rng)
-        img = Image.fromarray(cv2.warpAffine(frame, m, (SIDE, SIDE),
-                                             borderMode=cv2.BORDER_REFLECT_101))  # fmt: skip
+        img = Image.fromarray(
+            cv2.warpAffine(frame, m, (SIDE, SIDE), borderMode=cv2.BORDER_REFLECT_101)
+        )
         buf = io.BytesIO()
         img.resize((side, side), Image.BICUBIC).save(buf, "JPEG", quality=92)
         out.append(buf.getvalue())
@@ -57,13 +58,19 @@ def main() -> None:
         walls, methods = [], {}
         cpu0 = time.process_time()
         for d in data:
-            walls.append(best_time(lambda d=d: prepare_upload(d, 64, True, crop_face=True,
-                                                              align=True), args.repeat))  # fmt: skip
+            walls.append(
+                best_time(
+                    lambda d=d: prepare_upload(d, 64, True, crop_face=True, align=True), args.repeat
+                )
+            )
             m = prepare_upload(d, 64, True, crop_face=True, align=True).align_method or "none"
             methods[m] = methods.get(m, 0) + 1
         cpu = (time.process_time() - cpu0) / (len(data) * (args.repeat + 1))
-        result[f"{side}px"] = {"median_wall_s": statistics.median(walls), "cpu_s": cpu,
-                               "framed": methods}  # fmt: skip
+        result[f"{side}px"] = {
+            "median_wall_s": statistics.median(walls),
+            "cpu_s": cpu,
+            "framed": methods,
+        }
     print(json.dumps(result, indent=1))
 
 

@@ -51,9 +51,11 @@ DEMO_DIRS = [Path("/tmp/demo_ckpt"), Path("/tmp/bench_ckpt")]
 PAGES = ["Feature maps", "Weight statistics", "Training dynamics", "Dataset", "Home"]
 COLD_TARGET_S, SWITCH_TARGET_S = 5.0, 1.0
 HOME_READ_MS = 4000
-WARM_IMPORTS = ("import torch, torchvision, numpy, PIL, safetensors, streamlit, plotly, pandas, "
-                "matplotlib, captum, cv2; import plotly.graph_objects; import fxcore.analysis, "
-                "fxcore.faces, fxcore.train")  # fmt: skip
+WARM_IMPORTS = (
+    "import torch, torchvision, numpy, PIL, safetensors, streamlit, plotly, pandas, "
+    "matplotlib, captum, cv2; import plotly.graph_objects; import fxcore.analysis, "
+    "fxcore.faces, fxcore.train"
+)
 DRAWN = """() => !document.querySelector('[data-stale="true"]')
   && !document.querySelector('[data-testid="stStatusWidget"]')
   && !document.querySelector('[data-testid="stSkeleton"]')
@@ -103,8 +105,11 @@ def measure(page, runs: Runs, action, what: str, split: dict) -> float:
     t1 = time.perf_counter()
     no_errors(page, what)
     split[what] = (runs.t_finished - t0, t1 - runs.t_finished)
-    print(f"  {what}: {t1 - t0:.2f} s (script run {split[what][0]:.2f} s, then drawing "
-          f"{split[what][1]:.2f} s)", flush=True)  # fmt: skip
+    print(
+        f"  {what}: {t1 - t0:.2f} s (script run {split[what][0]:.2f} s, then drawing "
+        f"{split[what][1]:.2f} s)",
+        flush=True,
+    )
     return t1 - t0
 
 
@@ -143,17 +148,22 @@ def bench(root: Path) -> dict:
             runs.wait(page, 0)
             page.locator(".js-plotly-plot .main-svg").first.wait_for()
             res["cold_start_s"] = time.perf_counter() - t0
-            res["cold_split"] = {"server_up_s": res["server_ready_s"],
-                                 "frontend_loaded_s": runs.t_socket - t0 - res["server_ready_s"],
-                                 "first_run_s": runs.t_finished - runs.t_socket,
-                                 "drawing_s": t0 + res["cold_start_s"] - runs.t_finished}  # fmt: skip
+            res["cold_split"] = {
+                "server_up_s": res["server_ready_s"],
+                "frontend_loaded_s": runs.t_socket - t0 - res["server_ready_s"],
+                "first_run_s": runs.t_finished - runs.t_socket,
+                "drawing_s": t0 + res["cold_start_s"] - runs.t_finished,
+            }
             no_errors(page, "Home")
             page.wait_for_timeout(HOME_READ_MS)  # cache.prewarm: 2 s delay, then ~2 s of imports
             nav = page.locator('[data-testid="stSidebarNav"]')
             for visit in ("first", "second"):
                 for title in PAGES:
-                    link = nav.get_by_text(title, exact=True) if title != "Home" else \
-                        nav.locator("a").first  # fmt: skip
+                    link = (
+                        nav.get_by_text(title, exact=True)
+                        if title != "Home"
+                        else nav.locator("a").first
+                    )
                     res[f"page {title} ({visit})"] = measure(
                         page, runs, link.click, f"{title} ({visit})", split
                     )
@@ -195,8 +205,12 @@ def fill_caches(root: Path) -> None:
     for exp in sorted(p for p in root.iterdir() if (p / "experiment.json").is_file()):
         if not any((exp / ".fxcore-cache").glob("dynamics-*.json")):
             print(f"filling the comparison cache of {exp.name} (a demo from before it was made)")
-            subprocess.run([sys.executable, "-m", "fxcore", "compare", str(exp)], cwd=ROOT,
-                           check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+            subprocess.run(
+                [sys.executable, "-m", "fxcore", "compare", str(exp)],
+                cwd=ROOT,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -214,8 +228,14 @@ def main(argv: list[str] | None = None) -> dict:
         missing = "" if CHROMIUM.exists() else f"{CHROMIUM} not found (apt-get install chromium)"
     if missing:
         print(f"skipped: {missing}")
-        row = {"bench": "app", "what": "app cold start / switches", "value": "skipped",
-               "target": "", "ok": None, "note": missing}  # fmt: skip
+        row = {
+            "bench": "app",
+            "what": "app cold start / switches",
+            "value": "skipped",
+            "target": "",
+            "ok": None,
+            "note": missing,
+        }
         return {"skipped": missing, "rows": [row]}
 
     src, how = (args.root, "given") if args.root else demo_root(DEMO_DIRS)
@@ -233,28 +253,52 @@ def main(argv: list[str] | None = None) -> dict:
     second = {k: v for k, v in res.items() if k.startswith("page") and "(second)" in k}
     epochs = {k: v for k, v in res.items() if k.startswith("epoch")}
     c = res["cold_split"]
-    print(f"  cold start split: server up {c['server_up_s']:.2f} s, frontend loaded "
-          f"{c['frontend_loaded_s']:.2f} s, first script run {c['first_run_s']:.2f} s, drawing "
-          f"{c['drawing_s']:.2f} s")  # fmt: skip
+    print(
+        f"  cold start split: server up {c['server_up_s']:.2f} s, frontend loaded "
+        f"{c['frontend_loaded_s']:.2f} s, first script run {c['first_run_s']:.2f} s, drawing "
+        f"{c['drawing_s']:.2f} s"
+    )
     worst = lambda d: max(d, key=d.get)  # noqa: E731
     w1, w2, we = worst(first), worst(second), worst(epochs)
     page = lambda k: k.split(" (")[0].replace("page ", "").replace("epoch range switch ", "")  # noqa: E731
     rows = [
-        {"bench": "app", "what": "cold start: launch -> Home drawn (imports warm)",
-         "value": f"{res['cold_start_s']:.1f} s", "target": f"<= {COLD_TARGET_S:.0f} s",
-         "ok": res["cold_start_s"] <= COLD_TARGET_S},
-        {"bench": "app", "what": "  server up / frontend / 1st script run / draw",
-         "value": f"{c['server_up_s']:.1f} / {c['frontend_loaded_s']:.1f} / "
-                  f"{c['first_run_s']:.1f} / {c['drawing_s']:.1f} s", "target": "", "ok": None},
-        {"bench": "app", "what": "page switch, slowest revisit of 5 pages",
-         "value": f"{second[w2]:.2f} s ({page(w2)})", "target": f"<= {SWITCH_TARGET_S:.0f} s",
-         "ok": second[w2] <= SWITCH_TARGET_S},
-        {"bench": "app", "what": "epoch switch, slowest of 4",
-         "value": f"{epochs[we]:.2f} s ({page(we).replace('epoch switch ', '')})",
-         "target": f"<= {SWITCH_TARGET_S:.0f} s", "ok": epochs[we] <= SWITCH_TARGET_S},
-        {"bench": "app", "what": "page first visit (new models/image), slowest",
-         "value": f"{first[w1]:.2f} s ({page(w1)})", "target": "(info)", "ok": None},
-    ]  # fmt: skip
+        {
+            "bench": "app",
+            "what": "cold start: launch -> Home drawn (imports warm)",
+            "value": f"{res['cold_start_s']:.1f} s",
+            "target": f"<= {COLD_TARGET_S:.0f} s",
+            "ok": res["cold_start_s"] <= COLD_TARGET_S,
+        },
+        {
+            "bench": "app",
+            "what": "  server up / frontend / 1st script run / draw",
+            "value": f"{c['server_up_s']:.1f} / {c['frontend_loaded_s']:.1f} / "
+            f"{c['first_run_s']:.1f} / {c['drawing_s']:.1f} s",
+            "target": "",
+            "ok": None,
+        },
+        {
+            "bench": "app",
+            "what": "page switch, slowest revisit of 5 pages",
+            "value": f"{second[w2]:.2f} s ({page(w2)})",
+            "target": f"<= {SWITCH_TARGET_S:.0f} s",
+            "ok": second[w2] <= SWITCH_TARGET_S,
+        },
+        {
+            "bench": "app",
+            "what": "epoch switch, slowest of 4",
+            "value": f"{epochs[we]:.2f} s ({page(we).replace('epoch switch ', '')})",
+            "target": f"<= {SWITCH_TARGET_S:.0f} s",
+            "ok": epochs[we] <= SWITCH_TARGET_S,
+        },
+        {
+            "bench": "app",
+            "what": "page first visit (new models/image), slowest",
+            "value": f"{first[w1]:.2f} s ({page(w1)})",
+            "target": "(info)",
+            "ok": None,
+        },
+    ]
     result = {**res, "rows": rows}
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

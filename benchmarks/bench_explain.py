@@ -123,26 +123,57 @@ def main(argv: list[str] | None = None) -> dict:
     t["ref: no-grad fwd x2, bf16 autocast"] = timed(bf16_forward, r)
 
     total = t["explain, both models"]
-    print(f"{args.model} x2 at {args.size} px, layer {layer}, torch threads "
-          f"{torch.get_num_threads()}, best of {r}")  # fmt: skip
+    print(
+        f"{args.model} x2 at {args.size} px, layer {layer}, torch threads "
+        f"{torch.get_num_threads()}, best of {r}"
+    )
     for k, v in t.items():
         print(f"  {k:<30}{v:8.3f} s")
     floor = t["ref: no-grad forward x2"]
     unfused = t["  feature_maps x2"] + t["  grad_cam_both x2"]
-    print(f"  explain / no-grad forward floor: {total / floor:.2f}x; "
-          f"unfused / fused: {unfused / total:.2f}x")  # fmt: skip
+    print(
+        f"  explain / no-grad forward floor: {total / floor:.2f}x; "
+        f"unfused / fused: {unfused / total:.2f}x"
+    )
     rows = [
-        {"bench": "explain", "what": f"explain(): 2x {args.model} {args.size}px, act+CAM+/-",
-         "value": f"{total:.2f} s", "target": f"<= {TARGET_S:.1f} s", "ok": total <= TARGET_S},
-        {"bench": "explain", "what": "  unfused: feature_maps x2 + grad_cam_both x2",
-         "value": f"{unfused:.2f} s ({unfused / total:.2f}x fused)", "target": "", "ok": None},
-        {"bench": "explain", "what": "  floor: one no-grad forward x2",
-         "value": f"{floor:.2f} s ({total / floor:.2f}x)", "target": "", "ok": None},
-        {"bench": "explain", "what": "upload prep (decode, face crop, resize)",
-         "value": f"{t['prepare_upload (face crop)']:.3f} s", "target": "", "ok": None},
-    ]  # fmt: skip
-    result = {"model": args.model, "size": args.size, "layer": layer, "repeat": r,
-              "threads": torch.get_num_threads(), "times_s": t, "rows": rows}  # fmt: skip
+        {
+            "bench": "explain",
+            "what": f"explain(): 2x {args.model} {args.size}px, act+CAM+/-",
+            "value": f"{total:.2f} s",
+            "target": f"<= {TARGET_S:.1f} s",
+            "ok": total <= TARGET_S,
+        },
+        {
+            "bench": "explain",
+            "what": "  unfused: feature_maps x2 + grad_cam_both x2",
+            "value": f"{unfused:.2f} s ({unfused / total:.2f}x fused)",
+            "target": "",
+            "ok": None,
+        },
+        {
+            "bench": "explain",
+            "what": "  floor: one no-grad forward x2",
+            "value": f"{floor:.2f} s ({total / floor:.2f}x)",
+            "target": "",
+            "ok": None,
+        },
+        {
+            "bench": "explain",
+            "what": "upload prep (decode, face crop, resize)",
+            "value": f"{t['prepare_upload (face crop)']:.3f} s",
+            "target": "",
+            "ok": None,
+        },
+    ]
+    result = {
+        "model": args.model,
+        "size": args.size,
+        "layer": layer,
+        "repeat": r,
+        "threads": torch.get_num_threads(),
+        "times_s": t,
+        "rows": rows,
+    }
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result

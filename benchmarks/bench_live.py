@@ -142,12 +142,20 @@ def bench(tmp: Path, refreshes: int) -> dict:
             at.run()
             seconds = time.perf_counter() - t0
             assert not at.exception, [e.value for e in at.exception]
-            row = {"seconds": seconds, "opens": dict(reads.opens), "bytes": dict(reads.bytes),
-                   "tensor_loads": reads.tensor_loads, "beyond_header": reads.beyond_header,
-                   "epochs_saved": before, "state": at.dataframe[0].value.iloc[0]["state"]}  # fmt: skip
+            row = {
+                "seconds": seconds,
+                "opens": dict(reads.opens),
+                "bytes": dict(reads.bytes),
+                "tensor_loads": reads.tensor_loads,
+                "beyond_header": reads.beyond_header,
+                "epochs_saved": before,
+                "state": at.dataframe[0].value.iloc[0]["state"],
+            }
             per.append(row)
-            print(f"  refresh: {seconds:.2f} s, epochs saved {before}, opens {row['opens']}, "
-                  f"tensor loads {reads.tensor_loads}, bytes past headers {reads.beyond_header}")  # fmt: skip
+            print(
+                f"  refresh: {seconds:.2f} s, epochs saved {before}, opens {row['opens']}, "
+                f"tensor loads {reads.tensor_loads}, bytes past headers {reads.beyond_header}"
+            )
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
@@ -170,14 +178,28 @@ def main(argv: list[str] | None = None) -> dict:
     js = max(sum(v for k, v in r["opens"].items() if k.startswith(".json")) for r in per)
     heads = max(r["opens"].get(".safetensors", 0) for r in per)
     rows = [
-        {"bench": "live", "what": "Home auto-refresh while a run trains: tensors read",
-         "value": f"{loads} loads, {past} B past headers ({len(per)} refreshes, {grew} new epochs)",
-         "target": "0", "ok": loads == 0 and past == 0},
-        {"bench": "live", "what": "  files read per refresh, max: JSON(L) / epoch headers",
-         "value": f"{js} / {heads}", "target": "(info)", "ok": None},
-        {"bench": "live", "what": "  one refresh (whole Home script, AppTest), slowest",
-         "value": f"{max(r['seconds'] for r in per):.2f} s", "target": "(info)", "ok": None},
-    ]  # fmt: skip
+        {
+            "bench": "live",
+            "what": "Home auto-refresh while a run trains: tensors read",
+            "value": f"{loads} loads, {past} B past headers ({len(per)} refreshes, {grew} new epochs)",
+            "target": "0",
+            "ok": loads == 0 and past == 0,
+        },
+        {
+            "bench": "live",
+            "what": "  files read per refresh, max: JSON(L) / epoch headers",
+            "value": f"{js} / {heads}",
+            "target": "(info)",
+            "ok": None,
+        },
+        {
+            "bench": "live",
+            "what": "  one refresh (whole Home script, AppTest), slowest",
+            "value": f"{max(r['seconds'] for r in per):.2f} s",
+            "target": "(info)",
+            "ok": None,
+        },
+    ]
     result = {**res, "rows": rows}
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

@@ -57,8 +57,16 @@ def build(mean: np.ndarray, mode: str, heatmap_figure) -> tuple[str, tuple[int, 
     pooled, block = pool_to_budget(layout_2d(mean), (512, 512), mode)
     finite = np.abs(pooled[np.isfinite(pooled)])
     hi = float(finite.max()) if finite.size else 1.0
-    fig = heatmap_figure(pooled, title="mean", zmin=-hi, zmax=hi, colorscale="RdBu_r",
-                         block=block, value_name="mean", axis_titles=False)  # fmt: skip
+    fig = heatmap_figure(
+        pooled,
+        title="mean",
+        zmin=-hi,
+        zmax=hi,
+        colorscale="RdBu_r",
+        block=block,
+        value_name="mean",
+        axis_titles=False,
+    )
     return fig.to_json(), block, pooled.shape
 
 
@@ -81,8 +89,10 @@ def main(argv: list[str] | None = None) -> dict:
     rng = np.random.default_rng(0)
     per: dict[str, dict] = {}
     print(f"figure builder: {builder}")
-    print(f"{'tensor':<22}{'shape':<20}{'map':>12}{'block':>8}{'bytes':>11}"
-          f"{'mean s':>9}{'maxabs s':>10}")  # fmt: skip
+    print(
+        f"{'tensor':<22}{'shape':<20}{'map':>12}{'block':>8}{'bytes':>11}"
+        f"{'mean s':>9}{'maxabs s':>10}"
+    )
     for key in keys:
         stat = rng.standard_normal(shapes[key], dtype=np.float32) * 0.01
         payload, block, mshape = build(stat, "mean", heatmap_figure)
@@ -92,9 +102,11 @@ def main(argv: list[str] | None = None) -> dict:
                 lambda s=stat, m=mode: build(s, m, heatmap_figure), args.repeat
             )
         per[key] = row
-        print(f"{key:<22}{str(shapes[key]):<20}{'x'.join(map(str, mshape)):>12}"
-              f"{'x'.join(map(str, block)):>8}{row['bytes']:>11,}{row['time_mean_s']:>9.3f}"
-              f"{row['time_maxabs_s']:>10.3f}")  # fmt: skip
+        print(
+            f"{key:<22}{str(shapes[key]):<20}{'x'.join(map(str, mshape)):>12}"
+            f"{'x'.join(map(str, block)):>8}{row['bytes']:>11,}{row['time_mean_s']:>9.3f}"
+            f"{row['time_maxabs_s']:>10.3f}"
+        )
 
     naive = None
     if not args.no_naive:
@@ -103,8 +115,10 @@ def main(argv: list[str] | None = None) -> dict:
         payload = go.Figure(go.Heatmap(z=stat)).to_json()
         naive = {"key": NAIVE_KEY, "bytes": len(payload), "time_s": time.perf_counter() - t0}
         del payload
-        print(f"naive go.Heatmap(z=full {NAIVE_KEY} float32): {naive['bytes']:,} bytes, "
-              f"{naive['time_s']:.2f} s")  # fmt: skip
+        print(
+            f"naive go.Heatmap(z=full {NAIVE_KEY} float32): {naive['bytes']:,} bytes, "
+            f"{naive['time_s']:.2f} s"
+        )
 
     # Where the slowest one spends its time: pooling vs figure + JSON.
     from fxcore.stats import layout_2d, pool_to_budget
@@ -120,8 +134,10 @@ def main(argv: list[str] | None = None) -> dict:
     split["figure_json_s"] = best_time(
         lambda: heatmap_figure(pooled, block=per[worst]["block"]).to_json(), args.repeat
     )
-    print(f"{worst}: pool_to_budget mean {split['pool_mean_s']:.3f} s, maxabs "
-          f"{split['pool_maxabs_s']:.3f} s; figure + JSON {split['figure_json_s']:.3f} s")  # fmt: skip
+    print(
+        f"{worst}: pool_to_budget mean {split['pool_mean_s']:.3f} s, maxabs "
+        f"{split['pool_maxabs_s']:.3f} s; figure + JSON {split['figure_json_s']:.3f} s"
+    )
 
     worst_b = max(per, key=lambda k: per[k]["bytes"])
     worst_t = max(per, key=lambda k: max(per[k]["time_mean_s"], per[k]["time_maxabs_s"]))
@@ -129,23 +145,47 @@ def main(argv: list[str] | None = None) -> dict:
     max_t = max(per[worst_t]["time_mean_s"], per[worst_t]["time_maxabs_s"])
     c3 = per[NAIVE_KEY]
     rows = [
-        {"bench": "payload", "what": f"largest figure JSON, {len(keys)} VGG-19 weights",
-         "value": f"{max_b / 1e6:.2f} MB ({worst_b})", "target": "<= 2 MB",
-         "ok": max_b <= TARGET_BYTES},
-        {"bench": "payload", "what": "slowest figure build (pool+figure+JSON)",
-         "value": f"{max_t:.3f} s ({worst_t})", "target": f"<= {TARGET_S} s",
-         "ok": max_t <= TARGET_S},
-        {"bench": "payload", "what": f"  {worst}: pool mean / maxabs / fig+JSON",
-         "value": f"{split['pool_mean_s']:.3f} / {split['pool_maxabs_s']:.3f} / "
-                  f"{split['figure_json_s']:.3f} s", "target": "", "ok": None},
-    ]  # fmt: skip
+        {
+            "bench": "payload",
+            "what": f"largest figure JSON, {len(keys)} VGG-19 weights",
+            "value": f"{max_b / 1e6:.2f} MB ({worst_b})",
+            "target": "<= 2 MB",
+            "ok": max_b <= TARGET_BYTES,
+        },
+        {
+            "bench": "payload",
+            "what": "slowest figure build (pool+figure+JSON)",
+            "value": f"{max_t:.3f} s ({worst_t})",
+            "target": f"<= {TARGET_S} s",
+            "ok": max_t <= TARGET_S,
+        },
+        {
+            "bench": "payload",
+            "what": f"  {worst}: pool mean / maxabs / fig+JSON",
+            "value": f"{split['pool_mean_s']:.3f} / {split['pool_maxabs_s']:.3f} / "
+            f"{split['figure_json_s']:.3f} s",
+            "target": "",
+            "ok": None,
+        },
+    ]
     if naive:
-        rows.append({"bench": "payload", "what": f"{NAIVE_KEY}: naive / fxcore bytes",
-                     "value": f"{naive['bytes'] / 1e6:.1f} MB / {c3['bytes'] / 1e6:.2f} MB "
-                              f"({naive['bytes'] / c3['bytes']:.0f}x)",
-                     "target": "", "ok": None})  # fmt: skip
-    result = {"builder": builder, "tensors": per, "naive": naive, "slowest_split": split,
-              "rows": rows}  # fmt: skip
+        rows.append(
+            {
+                "bench": "payload",
+                "what": f"{NAIVE_KEY}: naive / fxcore bytes",
+                "value": f"{naive['bytes'] / 1e6:.1f} MB / {c3['bytes'] / 1e6:.2f} MB "
+                f"({naive['bytes'] / c3['bytes']:.0f}x)",
+                "target": "",
+                "ok": None,
+            }
+        )
+    result = {
+        "builder": builder,
+        "tensors": per,
+        "naive": naive,
+        "slowest_split": split,
+        "rows": rows,
+    }
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result

@@ -179,25 +179,49 @@ def table_rows(results: dict[str, dict]) -> list[dict]:
         short = key.replace(".weight", "")
         if "naive" in modes and "fxcore" in modes:
             x = r["naive_over_fxcore"]
-            rows.append({"bench": "stats", "what": f"{short}: naive / fxcore time",
-                         "value": f"{x:.1f}x ({modes['naive']['time_s']:.2f} s / "
-                                  f"{modes['fxcore']['time_s']:.2f} s)",
-                         "target": f">= {TARGET_SPEEDUP:.0f}x", "ok": x >= TARGET_SPEEDUP})  # fmt: skip
+            rows.append(
+                {
+                    "bench": "stats",
+                    "what": f"{short}: naive / fxcore time",
+                    "value": f"{x:.1f}x ({modes['naive']['time_s']:.2f} s / "
+                    f"{modes['fxcore']['time_s']:.2f} s)",
+                    "target": f">= {TARGET_SPEEDUP:.0f}x",
+                    "ok": x >= TARGET_SPEEDUP,
+                }
+            )
             m = modes["fxcore"]["rss_mib"] / max(modes["naive"]["rss_mib"], 1e-9)
-            rows.append({"bench": "stats", "what": f"{short}: fxcore / naive peak RSS",
-                         "value": f"{m:.2f} ({modes['fxcore']['rss_mib']:.0f} / "
-                                  f"{modes['naive']['rss_mib']:.0f} MiB)",
-                         "target": f"<= {TARGET_MEMORY}", "ok": m <= TARGET_MEMORY})  # fmt: skip
+            rows.append(
+                {
+                    "bench": "stats",
+                    "what": f"{short}: fxcore / naive peak RSS",
+                    "value": f"{m:.2f} ({modes['fxcore']['rss_mib']:.0f} / "
+                    f"{modes['naive']['rss_mib']:.0f} MiB)",
+                    "target": f"<= {TARGET_MEMORY}",
+                    "ok": m <= TARGET_MEMORY,
+                }
+            )
         if "floor" in modes and "fxcore" in modes:
             f = r["fxcore_over_floor"]
-            rows.append({"bench": "stats", "what": f"{short}: fxcore / read floor time",
-                         "value": f"{f:.2f}x ({modes['floor']['time_s']:.2f} s floor)",
-                         "target": f"<= {TARGET_FLOOR:.0f}x", "ok": f <= TARGET_FLOOR})  # fmt: skip
+            rows.append(
+                {
+                    "bench": "stats",
+                    "what": f"{short}: fxcore / read floor time",
+                    "value": f"{f:.2f}x ({modes['floor']['time_s']:.2f} s floor)",
+                    "target": f"<= {TARGET_FLOOR:.0f}x",
+                    "ok": f <= TARGET_FLOOR,
+                }
+            )
         if "floor_stream" in modes and "fxcore" in modes:
             f = r["fxcore_over_floor_stream"]
-            rows.append({"bench": "stats", "what": f"  {short}: fxcore / pread-only floor",
-                         "value": f"{f:.2f}x ({modes['floor_stream']['time_s']:.2f} s floor)",
-                         "target": "", "ok": None})  # fmt: skip
+            rows.append(
+                {
+                    "bench": "stats",
+                    "what": f"  {short}: fxcore / pread-only floor",
+                    "value": f"{f:.2f}x ({modes['floor_stream']['time_s']:.2f} s floor)",
+                    "target": "",
+                    "ok": None,
+                }
+            )
     return rows
 
 
@@ -248,13 +272,20 @@ def main(argv: list[str] | None = None) -> dict:
         tensor_mib = float(np.prod(shapes[key])) * 4 / 2**20
         for mode, m in r["modes"].items():
             runs = " ".join(f"{t:.3f}" for t in m["times"])
-            print(f"{key:<21}{mode:<13}{m['time_s']:>8.3f}{m['rss_mib']:>15.0f}"
-                  f"{m['rss_mib'] / tensor_mib:>10.2f}  {runs}")  # fmt: skip
+            print(
+                f"{key:<21}{mode:<13}{m['time_s']:>8.3f}{m['rss_mib']:>15.0f}"
+                f"{m['rss_mib'] / tensor_mib:>10.2f}  {runs}"
+            )
         for k, v in r.items():
             if k != "modes":
                 print(f"{key:<21}{k:<36}{v:.3g}")
-    result = {"epochs": args.epochs, "file_mib": file_mib, "light": args.light,
-              "keys": results, "rows": table_rows(results)}  # fmt: skip
+    result = {
+        "epochs": args.epochs,
+        "file_mib": file_mib,
+        "light": args.light,
+        "keys": results,
+        "rows": table_rows(results),
+    }
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result

@@ -42,10 +42,21 @@ def config(dataset: str, attrs: list[str], n: int, n_val: int):
     from fxcore.train import TrainConfig
 
     return TrainConfig(
-        dataset=dataset, data_root=str(CELEBA) if dataset == "celeba" else None,
-        attributes=attrs, model="vgg-mini", image_size=64, epochs=1, batch_size=32, lr=1e-3,
-        seed=0, pretrained="no", synth_train=n, max_train=n, max_val=n_val, progress=False,
-    )  # fmt: skip
+        dataset=dataset,
+        data_root=str(CELEBA) if dataset == "celeba" else None,
+        attributes=attrs,
+        model="vgg-mini",
+        image_size=64,
+        epochs=1,
+        batch_size=32,
+        lr=1e-3,
+        seed=0,
+        pretrained="no",
+        synth_train=n,
+        max_train=n,
+        max_val=n_val,
+        progress=False,
+    )
 
 
 def child_train(dataset: str, attrs: str, n: int, n_val: int, out: str) -> dict:
@@ -64,8 +75,11 @@ def child_decode(dataset: str, n: int, n_val: int) -> dict:
     """Subprocess entry: open and decode the train and val splits once, as ``train`` does."""
     from fxcore.registry import load_dataset
 
-    kw = {"root": str(CELEBA) if dataset == "celeba" else None, "attributes": ATTRS,
-          "image_size": 64}  # fmt: skip
+    kw = {
+        "root": str(CELEBA) if dataset == "celeba" else None,
+        "attributes": ATTRS,
+        "image_size": 64,
+    }
     t0 = time.perf_counter()
     extra = {"num_samples": n} if dataset == "synthfaces" else {}
     load_dataset(dataset, split="train", max_samples=n, **kw, **extra).images_uint8()
@@ -74,8 +88,9 @@ def child_decode(dataset: str, n: int, n_val: int) -> dict:
 
 
 def run_child(*args: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
-                         text=True, cwd=ROOT)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", *args], capture_output=True, text=True, cwd=ROOT
+    )
     if out.returncode != 0:
         raise SystemExit(f"bench_train child {args} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -99,11 +114,16 @@ def measure(dataset: str, n: int, n_val: int, repeat: int) -> dict:
     sep = sep_a["wall_s"] + sep_b["wall_s"]
     sep_loop = sep_a["loop_s"] + sep_b["loop_s"]
     res = {
-        "n": n, "n_val": n_val, "repeat": repeat, "decode_s": dec["decode_s"],
+        "n": n,
+        "n_val": n_val,
+        "repeat": repeat,
+        "decode_s": dec["decode_s"],
         "all_wall_s": {k: [round(r["wall_s"], 3) for r in v] for k, v in times.items()},
-        "lockstep_s": lock["wall_s"], "separate_s": sep,
+        "lockstep_s": lock["wall_s"],
+        "separate_s": sep,
         "separate_each_s": [sep_a["wall_s"], sep_b["wall_s"]],
-        "lockstep_loop_s": lock["loop_s"], "separate_loop_s": sep_loop,
+        "lockstep_loop_s": lock["loop_s"],
+        "separate_loop_s": sep_loop,
         # Throughput of the pair: model-images (n per model, 2 models) per second of wall time.
         "lockstep_model_img_s": 2 * n / lock["wall_s"],
         "separate_model_img_s": 2 * n / sep,
@@ -114,7 +134,7 @@ def measure(dataset: str, n: int, n_val: int, repeat: int) -> dict:
         # Per-call cost outside the loop: dataset open, init, val pass, checkpoint writes.
         "overhead_per_call_s": (sep - sep_loop) / 2,
         "decode_share_of_separate": 2 * dec["decode_s"] / sep,
-    }  # fmt: skip
+    }
     return res
 
 
@@ -145,28 +165,55 @@ def main(argv: list[str] | None = None) -> dict:
     for ds in args.datasets.split(","):
         if ds == "celeba" and not (CELEBA / "list_attr_celeba.txt").is_file():
             notes.append(f"CelebA skipped: {CELEBA} not present")
-            rows.append({"bench": "train", "what": "celeba-10k lockstep / separate",
-                         "value": "skipped (no data)", "target": f">= {TARGET}x", "ok": None})  # fmt: skip
+            rows.append(
+                {
+                    "bench": "train",
+                    "what": "celeba-10k lockstep / separate",
+                    "value": "skipped (no data)",
+                    "target": f">= {TARGET}x",
+                    "ok": None,
+                }
+            )
             continue
         r = measure(ds, args.n, args.n_val, args.repeat)
         results[ds] = r
-        print(f"{ds}: n={r['n']} lockstep {r['lockstep_s']:.2f} s (loop {r['lockstep_loop_s']:.2f}"
-              f"), separate {r['separate_each_s'][0]:.2f} + {r['separate_each_s'][1]:.2f} s (loops "
-              f"{r['separate_loop_s']:.2f}); model-img/s lockstep {r['lockstep_model_img_s']:.0f}, "
-              f"separate {r['separate_model_img_s']:.0f}: ratio {r['ratio']:.2f}x, loop only "
-              f"{r['loop_ratio']:.2f}x; per call outside the loop {r['overhead_per_call_s']:.2f} s;"
-              f" decode {r['decode_s']:.2f} s per run "
-              f"({100 * r['decode_share_of_separate']:.0f}% of separate)")  # fmt: skip
-        rows.append({"bench": "train", "what": f"{ds} vgg-mini 64px, 1 epoch of {r['n']}: "
-                                               "lockstep / separate",
-                     "value": f"{r['ratio']:.2f}x ({r['lockstep_model_img_s']:.0f} vs "
-                              f"{r['separate_model_img_s']:.0f} model-img/s)",
-                     "target": f">= {TARGET}x", "ok": r["ratio"] >= TARGET})  # fmt: skip
-        rows.append({"bench": "train", "what": f"  {ds}: training loop only (long-epoch limit)",
-                     "value": f"{r['loop_ratio']:.2f}x", "target": "", "ok": None})  # fmt: skip
-        rows.append({"bench": "train", "what": f"  {ds}: decode / per-call overhead per run",
-                     "value": f"{r['decode_s']:.2f} s / {r['overhead_per_call_s']:.2f} s",
-                     "target": "", "ok": None})  # fmt: skip
+        print(
+            f"{ds}: n={r['n']} lockstep {r['lockstep_s']:.2f} s (loop {r['lockstep_loop_s']:.2f}"
+            f"), separate {r['separate_each_s'][0]:.2f} + {r['separate_each_s'][1]:.2f} s (loops "
+            f"{r['separate_loop_s']:.2f}); model-img/s lockstep {r['lockstep_model_img_s']:.0f}, "
+            f"separate {r['separate_model_img_s']:.0f}: ratio {r['ratio']:.2f}x, loop only "
+            f"{r['loop_ratio']:.2f}x; per call outside the loop {r['overhead_per_call_s']:.2f} s;"
+            f" decode {r['decode_s']:.2f} s per run "
+            f"({100 * r['decode_share_of_separate']:.0f}% of separate)"
+        )
+        rows.append(
+            {
+                "bench": "train",
+                "what": f"{ds} vgg-mini 64px, 1 epoch of {r['n']}: lockstep / separate",
+                "value": f"{r['ratio']:.2f}x ({r['lockstep_model_img_s']:.0f} vs "
+                f"{r['separate_model_img_s']:.0f} model-img/s)",
+                "target": f">= {TARGET}x",
+                "ok": r["ratio"] >= TARGET,
+            }
+        )
+        rows.append(
+            {
+                "bench": "train",
+                "what": f"  {ds}: training loop only (long-epoch limit)",
+                "value": f"{r['loop_ratio']:.2f}x",
+                "target": "",
+                "ok": None,
+            }
+        )
+        rows.append(
+            {
+                "bench": "train",
+                "what": f"  {ds}: decode / per-call overhead per run",
+                "value": f"{r['decode_s']:.2f} s / {r['overhead_per_call_s']:.2f} s",
+                "target": "",
+                "ok": None,
+            }
+        )
     for note in notes:
         print(f"note: {note}")
     result = {"datasets": results, "notes": notes, "rows": rows}

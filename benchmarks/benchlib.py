@@ -18,8 +18,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium (apt-get install chromium)
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def best_time(fn: Callable[[], object], repeat: int, warmup: bool = False) -> float:
@@ -42,8 +48,11 @@ def machine() -> dict[str, str]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-        kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal"))  # fmt: skip
+        kib = next(
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
         mem = f"{kib / 2**20:.0f} GiB"
     except (OSError, StopIteration, ValueError):
         mem = "?"
@@ -53,8 +62,14 @@ def machine() -> dict[str, str]:
         torch_v = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     except ImportError:
         torch_v = "no torch"
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory": mem,
-            "python": platform.python_version(), "torch": torch_v, "os": platform.platform()}  # fmt: skip
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory": mem,
+        "python": platform.python_version(),
+        "torch": torch_v,
+        "os": platform.platform(),
+    }
 
 
 def has_experiments(root: Path) -> bool:
@@ -68,8 +83,9 @@ def demo_root(candidates: list[Path]) -> tuple[Path, str]:
             return d, f"existing {d}"
     out = candidates[-1]
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "fxcore", "demo", "--out", str(out)], cwd=ROOT,
-                   check=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "fxcore", "demo", "--out", str(out)], cwd=ROOT, check=True
+    )
     return out, f"created {out} in {time.perf_counter() - t0:.0f} s"
 
 
@@ -78,8 +94,9 @@ def face_experiment(root: Path) -> str:
     sys.path.insert(0, str(ROOT))
     from fxcore.runs import list_experiments
 
-    faces = [e.name for e in list_experiments(root) if e.info.get("dataset") not in
-             ("mnist", "imported")]  # fmt: skip
+    faces = [
+        e.name for e in list_experiments(root) if e.info.get("dataset") not in ("mnist", "imported")
+    ]
     if not faces:
         raise SystemExit(f"no face experiment under {root}")
     return faces[0]
@@ -108,9 +125,21 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> Non
 
 def server_command(port: int) -> list[str]:
     """``streamlit run app/Home.py`` on 127.0.0.1:``port``, headless, no usage statistics."""
-    return [sys.executable, "-m", "streamlit", "run", "app/Home.py", "--server.port", str(port),
-            "--server.headless", "true", "--server.address", "127.0.0.1",
-            "--browser.gatherUsageStats", "false"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app/Home.py",
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
 
 
 def is_script_finished(payload: object) -> bool:
@@ -146,16 +175,38 @@ raise SystemExit(main(sys.argv[3:]))
 """
 
 
-def start_trainer(data: Path, out: Path, epochs: int, log: Path | None = None,
-                  hold_at: int | None = None) -> subprocess.Popen:  # fmt: skip
+def start_trainer(
+    data: Path, out: Path, epochs: int, log: Path | None = None, hold_at: int | None = None
+) -> subprocess.Popen:
     """A real ``python -m fxcore train`` in the background: the MNIST MLP on the IDX files in
     ``data`` (240 training images, a second or two per epoch), in its own process group.
 
     With ``hold_at`` the trainer stops after saving that epoch, still running, until
     ``release(proc)`` (or a kill)."""
-    args = ["train", "--dataset", "mnist", "--data-root", str(data), "--attributes", "digit",
-            "--model", "fcnn3", "--epochs", str(epochs), "--batch-size", "16", "--loss", "mse",
-            "--pretrained", "no", "--no-progress", "--max-train", "240", "--out", str(out)]  # fmt: skip
+    args = [
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-root",
+        str(data),
+        "--attributes",
+        "digit",
+        "--model",
+        "fcnn3",
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "16",
+        "--loss",
+        "mse",
+        "--pretrained",
+        "no",
+        "--no-progress",
+        "--max-train",
+        "240",
+        "--out",
+        str(out),
+    ]
     gate = None
     if hold_at is None:
         cmd = [sys.executable, "-m", "fxcore", *args]
@@ -166,8 +217,9 @@ def start_trainer(data: Path, out: Path, epochs: int, log: Path | None = None,
         cmd = [sys.executable, "-c", _HELD, str(gate), str(hold_at), *args]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     sink = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+    )
     proc.gate = gate  # type: ignore[attr-defined]
     return proc
 

@@ -149,8 +149,16 @@ class Record:
     interactions: int = 0
 
 
-async def session(i: int, browser, url: str, exp: str, images: list[Path], deadline: float,
-                  budget: list[int], rec: Record) -> None:  # fmt: skip
+async def session(
+    i: int,
+    browser,
+    url: str,
+    exp: str,
+    images: list[Path],
+    deadline: float,
+    budget: list[int],
+    rec: Record,
+) -> None:
     rng = random.Random(1000 + i)
     ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await ctx.new_page()
@@ -168,9 +176,11 @@ async def session(i: int, browser, url: str, exp: str, images: list[Path], deadl
         except Exception as exc:  # noqa: BLE001 - a stuck or failed interaction is a finding
             state = await diagnose()
             left = deadline - t0
-            rec.errors.append(f"session {i} {kind}: {type(exc).__name__}: {str(exc)[:200]} "
-                              f"(started {left:.0f} s before the deadline, gave up after "
-                              f"{time.perf_counter() - t0:.0f} s); page: {state}")  # fmt: skip
+            rec.errors.append(
+                f"session {i} {kind}: {type(exc).__name__}: {str(exc)[:200]} "
+                f"(started {left:.0f} s before the deadline, gave up after "
+                f"{time.perf_counter() - t0:.0f} s); page: {state}"
+            )
             # Let a late run end before the next action, so its finish is not miscounted.
             with contextlib.suppress(Exception):
                 await page.wait_for_function(DRAWN, polling=200, timeout=60_000)
@@ -233,8 +243,9 @@ async def session(i: int, browser, url: str, exp: str, images: list[Path], deadl
         elif kind == "sample":
             if source != "sample":
                 source = "sample"
-                if not await timed("image source switch",
-                                   lambda: pick_source("Sample from the dataset")):  # fmt: skip
+                if not await timed(
+                    "image source switch", lambda: pick_source("Sample from the dataset")
+                ):
                     continue
             await timed("next dataset image", next_sample)
         else:
@@ -255,8 +266,9 @@ def percentile(values: list[float], q: float) -> float:
     return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
-async def drive(url: str, exp: str, images: list[Path], sessions: int, duration: float,
-                max_interactions: int) -> Record:  # fmt: skip
+async def drive(
+    url: str, exp: str, images: list[Path], sessions: int, duration: float, max_interactions: int
+) -> Record:
     from playwright.async_api import async_playwright
 
     rec = Record()
@@ -264,8 +276,9 @@ async def drive(url: str, exp: str, images: list[Path], sessions: int, duration:
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         deadline = time.perf_counter() + duration
-        tasks = [session(i, browser, url, exp, images, deadline, budget, rec)
-                 for i in range(sessions)]  # fmt: skip
+        tasks = [
+            session(i, browser, url, exp, images, deadline, budget, rec) for i in range(sessions)
+        ]
         try:  # in-flight interactions may finish after the deadline, but not much later
             await asyncio.wait_for(asyncio.gather(*tasks), timeout=duration + STEP_TIMEOUT_S + 60)
         except TimeoutError:
@@ -307,8 +320,9 @@ def main(argv: list[str] | None = None) -> dict:
                 wait_healthy(url, proc)
                 sampler.start()
                 t0 = time.perf_counter()
-                rec = asyncio.run(drive(url, exp, images, args.sessions, args.duration,
-                                        args.max_interactions))  # fmt: skip
+                rec = asyncio.run(
+                    drive(url, exp, images, args.sessions, args.duration, args.max_interactions)
+                )
                 wall = time.perf_counter() - t0
             finally:
                 sampler.stop.set()
@@ -339,11 +353,11 @@ def main(argv: list[str] | None = None) -> dict:
                 "max": round(max(v), 2),
             }
             for kind, v in sorted(rec.latencies.items())
-        },  # fmt: skip
+        },
         "latency_all_s": {
             "p50": round(percentile(all_lat, 0.5), 2),
             "p95": round(percentile(all_lat, 0.95), 2),
-        },  # fmt: skip
+        },
         "server_rss_mb": {
             "start": round(mem[0], 0) if mem else None,
             "peak": round(max(mem), 0) if mem else None,
@@ -354,17 +368,21 @@ def main(argv: list[str] | None = None) -> dict:
     }
     m = result["machine"]
     print(f"{result['date']}  {m['cores']} CPU cores ({m['cpu']}), {m['memory']} RAM, {m['os']}")
-    print(f"{args.sessions} sessions for {wall:.0f} s: {rec.interactions} interactions, "
-          f"{len(rec.errors)} errors, {result['server_log_tracebacks']} tracebacks in the "
-          "server log")  # fmt: skip
+    print(
+        f"{args.sessions} sessions for {wall:.0f} s: {rec.interactions} interactions, "
+        f"{len(rec.errors)} errors, {result['server_log_tracebacks']} tracebacks in the "
+        "server log"
+    )
     print(f"{'interaction':22} {'n':>5} {'p50 s':>7} {'p95 s':>7} {'max s':>7}")
     for kind, s in result["latency_s"].items():
         print(f"{kind:22} {s['n']:5d} {s['p50']:7.2f} {s['p95']:7.2f} {s['max']:7.2f}")
     a = result["latency_all_s"]
     print(f"{'all':22} {len(all_lat):5d} {a['p50']:7.2f} {a['p95']:7.2f}")
     r = result["server_rss_mb"]
-    print(f"server RSS MB: start {r['start']}, peak {r['peak']} (first half {r['peak_first_half']}, "
-          f"second half {r['peak_second_half']}), end {r['end']}")  # fmt: skip
+    print(
+        f"server RSS MB: start {r['start']}, peak {r['peak']} (first half {r['peak_first_half']}, "
+        f"second half {r['peak_second_half']}), end {r['end']}"
+    )
     for e in rec.errors[:20]:
         print("  error:", e)
     if args.json:

@@ -55,8 +55,9 @@ def main() -> None:
     for name in files:
         frame = np.asarray(Image.open(src_dir / name).convert("RGB").resize(FRAME, Image.BICUBIC))
         m, _ = standin_matrix(rng)
-        photo = cv2.warpAffine(frame, m, (SIDE, SIDE), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REFLECT_101)  # fmt: skip
+        photo = cv2.warpAffine(
+            frame, m, (SIDE, SIDE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+        )
         Image.fromarray(photo).save(img_dir / name, quality=95)
     keep = set(files)
     lines = (args.root / ATTR_FILE).read_text().splitlines()

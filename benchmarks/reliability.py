@@ -43,8 +43,10 @@ class Collector:
 
 def table(checks: dict[str, list]) -> str:
     head = ("check", "cases", "passed", "seconds", "failed cases")
-    cells = [head] + [(name, str(n), str(ok), f"{s:.0f}", ", ".join(bad) or "-")
-                      for name, (n, ok, s, bad) in checks.items()]  # fmt: skip
+    cells = [head] + [
+        (name, str(n), str(ok), f"{s:.0f}", ", ".join(bad) or "-")
+        for name, (n, ok, s, bad) in checks.items()
+    ]
     widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -55,12 +57,26 @@ def main(argv: list[str]) -> int:
     os.chdir(ROOT)
     info = machine()
     started = datetime.datetime.now().isoformat(timespec="seconds")
-    print(f"fxcore reliability, {started}: {info['cpu']}, {info['cores']} cores, "
-          f"{info['memory']}, {info['torch']}", flush=True)  # fmt: skip
+    print(
+        f"fxcore reliability, {started}: {info['cpu']}, {info['cores']} cores, "
+        f"{info['memory']}, {info['torch']}",
+        flush=True,
+    )
     collector = Collector()
     t0 = time.perf_counter()
-    code = pytest.main(["-m", "reliability", "-s", "-q", "-p", "no:cacheprovider",
-                        "tests/test_reliability.py", *argv], plugins=[collector])  # fmt: skip
+    code = pytest.main(
+        [
+            "-m",
+            "reliability",
+            "-s",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_reliability.py",
+            *argv,
+        ],
+        plugins=[collector],
+    )
     total = time.perf_counter() - t0
     print(f"\n{table(collector.checks)}\n")
     cases = sum(r[0] for r in collector.checks.values())

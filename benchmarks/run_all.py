@@ -33,17 +33,26 @@ ROOT = HERE.parent
 
 # name -> (script, full arguments, --quick arguments, time limit in seconds)
 BENCHES: dict[str, tuple[str, list[str], list[str], int]] = {
-    "stats": ("bench_stats.py", ["--full", "--repeat", "2"],
-              ["--epochs", "3", "--repeat", "1", "--light"], 480),
+    "stats": (
+        "bench_stats.py",
+        ["--full", "--repeat", "2"],
+        ["--epochs", "3", "--repeat", "1", "--light"],
+        480,
+    ),
     "payload": ("bench_payload.py", ["--repeat", "3"], ["--repeat", "1", "--no-naive"], 240),
     "explain": ("bench_explain.py", ["--repeat", "3"], ["--repeat", "1", "--size", "64"], 300),
-    "train": ("bench_train.py", ["--n", "1024"], ["--n", "64", "--n-val", "32", "--repeat", "1"], 600),
+    "train": (
+        "bench_train.py",
+        ["--n", "1024"],
+        ["--n", "64", "--n-val", "32", "--repeat", "1"],
+        600,
+    ),
     "uploads": ("bench_uploads.py", [], [], 300),
     "app": ("bench_app.py", [], [], 300),
     "live": ("bench_live.py", [], ["--refreshes", "2"], 300),
     "compare": ("bench_compare.py", [], ["--quick"], 600),
     "demo": ("bench_demo.py", [], [], 900),
-}  # fmt: skip
+}
 
 
 def run_logged(cmd: list[str], limit: int) -> tuple[str, str]:
@@ -52,8 +61,14 @@ def run_logged(cmd: list[str], limit: int) -> tuple[str, str]:
     Past ``limit`` seconds its whole process group gets SIGTERM (the scripts then remove their temp
     files and servers), and SIGKILL 20 s later.
     """
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     lines: list[str] = []
 
     def pump() -> None:
@@ -94,8 +109,13 @@ def run_bench(name: str, quick: bool) -> tuple[list[dict], dict, float]:
             data = json.loads(out.read_text())
             return data.get("rows", []), data, seconds
     tail = log.strip().splitlines()[-1:] or [""]
-    row = {"bench": name, "what": f"{script} failed", "value": f"{error}: {tail[0][:60]}",
-           "target": "", "ok": False}  # fmt: skip
+    row = {
+        "bench": name,
+        "what": f"{script} failed",
+        "value": f"{error}: {tail[0][:60]}",
+        "target": "",
+        "ok": False,
+    }
     return [row], {"error": error, "log_tail": log[-2000:]}, seconds
 
 
@@ -143,8 +163,11 @@ def main(argv: list[str] | None = None) -> int:
 
     info = machine()
     started = datetime.datetime.now().isoformat(timespec="seconds")
-    print(f"fxcore benchmarks, {started}: {info['cpu']}, {info['cores']} cores, {info['memory']}, "
-          f"{info['torch']}" + (" [--quick: NOT measurements]" if args.quick else ""), flush=True)  # fmt: skip
+    print(
+        f"fxcore benchmarks, {started}: {info['cpu']}, {info['cores']} cores, {info['memory']}, "
+        f"{info['torch']}" + (" [--quick: NOT measurements]" if args.quick else ""),
+        flush=True,
+    )
     rows: list[dict] = []
     results: dict[str, dict] = {}
     t_all = time.perf_counter()
@@ -159,9 +182,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{table(rows)}\n")
     print(f"total {total / 60:.1f} min; 1-min load average before each: {loads}")
     if args.json:
-        args.json.write_text(json.dumps({"started": started, "machine": info, "quick": args.quick,
-                                         "total_s": total, "results": results, "rows": rows},
-                                        indent=2))  # fmt: skip
+        args.json.write_text(
+            json.dumps(
+                {
+                    "started": started,
+                    "machine": info,
+                    "quick": args.quick,
+                    "total_s": total,
+                    "results": results,
+                    "rows": rows,
+                },
+                indent=2,
+            )
+        )
     if args.markdown:
         args.markdown.write_text(markdown(rows) + "\n")
     return 1 if any(r["ok"] is False and "failed" in r["what"] for r in rows) else 0

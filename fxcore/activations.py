@@ -248,8 +248,13 @@ def overlay(
 
 
 @torch.no_grad()
-def layer_grams(model: nn.Module, x: torch.Tensor, layers: Sequence[str], batch: int = 32,
-                budget_bytes: int = 2**29) -> dict[str, np.ndarray]:  # fmt: skip
+def layer_grams(
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: Sequence[str],
+    batch: int = 32,
+    budget_bytes: int = 2**29,
+) -> dict[str, np.ndarray]:
     """Linear Gram matrices ``A A^T`` (n, n), float64, of each layer's flattened outputs over ``x``.
 
     Layers are taken in groups whose activations for all n images fit ``budget_bytes`` (float32),
@@ -260,8 +265,9 @@ def layer_grams(model: nn.Module, x: torch.Tensor, layers: Sequence[str], batch:
         return _grams(model, _batch(x), layers, batch, budget_bytes)
 
 
-def _grams(model: nn.Module, x: torch.Tensor, layers: Sequence[str], batch: int,
-           budget_bytes: int) -> dict[str, np.ndarray]:  # fmt: skip
+def _grams(
+    model: nn.Module, x: torch.Tensor, layers: Sequence[str], batch: int, budget_bytes: int
+) -> dict[str, np.ndarray]:
     with capture(model, layers) as acts:
         _logits(model, x[:1].to(_device(model)))
     per_image = {name: acts[name][0].numel() * 4 * len(x) for name in layers}
@@ -288,8 +294,9 @@ def _grams(model: nn.Module, x: torch.Tensor, layers: Sequence[str], batch: int,
 
 
 @torch.no_grad()
-def pooled_activations(model: nn.Module, x: torch.Tensor, layers: Sequence[str],
-                       batch: int = 64) -> dict[str, np.ndarray]:  # fmt: skip
+def pooled_activations(
+    model: nn.Module, x: torch.Tensor, layers: Sequence[str], batch: int = 64
+) -> dict[str, np.ndarray]:
     """Each layer's outputs over ``x`` averaged over space: conv (n, C, h, w) -> (n, C)."""
     x = _batch(x)
     out: dict[str, list[np.ndarray]] = {name: [] for name in layers}

@@ -210,9 +210,12 @@ def warp_to_frame(img: Image.Image, matrix: np.ndarray) -> Image.Image:
         matrix = matrix.copy()
         matrix[:, :2] *= factor
     out = cv2.warpAffine(
-        np.asarray(img.convert("RGB")), matrix.astype(np.float32), FRAME,
-        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
-    )  # fmt: skip
+        np.asarray(img.convert("RGB")),
+        matrix.astype(np.float32),
+        FRAME,
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
     return Image.fromarray(out, "RGB")
 
 

@@ -56,8 +56,9 @@ def epoch_span(runs: Sequence[Run], lo: int | None, hi: int | None) -> list[int]
     """Valid common epochs within ``lo..hi`` inclusive (None = open end)."""
     eps = [e for e in common_epochs(runs) if (lo is None or e >= lo) and (hi is None or e <= hi)]
     if not eps:
-        raise CheckpointError(f"no valid epoch in {lo}..{hi} common to runs "
-                              f"{', '.join(r.name for r in runs)}")  # fmt: skip
+        raise CheckpointError(
+            f"no valid epoch in {lo}..{hi} common to runs {', '.join(r.name for r in runs)}"
+        )
     return eps
 
 
@@ -75,8 +76,14 @@ def _cache_key(
     return f"{kind}-{h.hexdigest()[:20]}"
 
 
-def cached(exp: Experiment, kind: str, runs: Sequence[Run], epochs: Sequence[int],
-           params: dict[str, Any], compute: Callable[[], Any]) -> Any:  # fmt: skip
+def cached(
+    exp: Experiment,
+    kind: str,
+    runs: Sequence[Run],
+    epochs: Sequence[int],
+    params: dict[str, Any],
+    compute: Callable[[], Any],
+) -> Any:
     """Return the cached JSON result for these inputs, computing and storing it when absent."""
     path = exp.path / ".fxcore-cache" / f"{_cache_key(kind, runs, epochs, params)}.json"
     if path.is_file():
@@ -116,9 +123,15 @@ class WeightMaps:
     var: dict[str, np.ndarray]
 
 
-def weight_maps(runs: Sequence[Run], key: str, lo: int | None = None, hi: int | None = None,
-                budget: tuple[int, int] = (512, 512), mode: str = "mean",
-                stats: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> WeightMaps:  # fmt: skip
+def weight_maps(
+    runs: Sequence[Run],
+    key: str,
+    lo: int | None = None,
+    hi: int | None = None,
+    budget: tuple[int, int] = (512, 512),
+    mode: str = "mean",
+    stats: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> WeightMaps:
     """Mean/variance maps of ``key`` for each run plus ``"difference"`` (first minus second run).
 
     ``stats`` may hold precomputed ``run_mean_var`` results by run name (the app caches them).
@@ -199,13 +212,21 @@ def _cka_epoch(ma: nn.Module, mb: nn.Module, x: torch.Tensor, layers: list[str],
         with torch.no_grad(), capture(mb, layers) as acts_b:
             mb(xb)
         for name in layers:
-            accs[name].update(acts_a[name].flatten(1).double().numpy(),
-                              acts_b[name].flatten(1).double().numpy())  # fmt: skip
+            accs[name].update(
+                acts_a[name].flatten(1).double().numpy(), acts_b[name].flatten(1).double().numpy()
+            )
     return {name: acc.value() for name, acc in accs.items()}
 
 
-def cka(exp: Experiment, runs: Sequence[Run], n_probe: int = 256, batch: int = 32,
-        epochs: Sequence[int] | None = None, n_resamples: int = 200, seed: int = 0) -> dict:  # fmt: skip
+def cka(
+    exp: Experiment,
+    runs: Sequence[Run],
+    n_probe: int = 256,
+    batch: int = 32,
+    epochs: Sequence[int] | None = None,
+    n_resamples: int = 200,
+    seed: int = 0,
+) -> dict:
     """Minibatch linear CKA between the two runs' activations per layer and epoch (cached).
 
     ``layers`` holds the values; ``low``/``high`` their seeded half-sampling interval over the probe
@@ -214,8 +235,14 @@ def cka(exp: Experiment, runs: Sequence[Run], n_probe: int = 256, batch: int = 3
     """
     a, b = runs[0], runs[1]
     eps = list(epochs) if epochs is not None else common_epochs([a, b])
-    params = {"n_probe": n_probe, "batch": batch, "runs": [a.name, b.name],
-              "n_resamples": n_resamples, "seed": seed, "ci": "half-sampling"}  # fmt: skip
+    params = {
+        "n_probe": n_probe,
+        "batch": batch,
+        "runs": [a.name, b.name],
+        "n_resamples": n_resamples,
+        "seed": seed,
+        "ci": "half-sampling",
+    }
 
     def compute() -> dict:
         from fxcore.activations import layer_grams
@@ -230,29 +257,53 @@ def cka(exp: Experiment, runs: Sequence[Run], n_probe: int = 256, batch: int = 3
             ga, gb = layer_grams(ma, x, layers, batch), layer_grams(mb, x, layers, batch)
             for name in layers:
                 k, ll = ga[name], gb[name]
-                low, high = half_sample_ci(lambda i, k=k, ll=ll: minibatch_cka(k, ll, batch, i),
-                                           len(x), values[name], n_resamples, seed)  # fmt: skip
-                row = {"layers": values[name], "low": low, "high": high,
-                       "null": permuted_null(k, ll, batch, seed)}  # fmt: skip
+                low, high = half_sample_ci(
+                    lambda i, k=k, ll=ll: minibatch_cka(k, ll, batch, i),
+                    len(x),
+                    values[name],
+                    n_resamples,
+                    seed,
+                )
+                row = {
+                    "layers": values[name],
+                    "low": low,
+                    "high": high,
+                    "null": permuted_null(k, ll, batch, seed),
+                }
                 for key, v in row.items():
                     out[key].setdefault(name, []).append(v)
-        return {"epochs": eps, "runs": [a.name, b.name], "n_probe": int(len(x)), **out,
-                "n_resamples": n_resamples, "level": LEVEL}  # fmt: skip
+        return {
+            "epochs": eps,
+            "runs": [a.name, b.name],
+            "n_probe": int(len(x)),
+            **out,
+            "n_resamples": n_resamples,
+            "level": LEVEL,
+        }
 
     return cached(exp, "cka", [a, b], eps, params, compute)
 
 
-def localisation(exp: Experiment, runs: Sequence[Run], n_probe: int = 128,
-                 epochs: Sequence[int] | None = None, n_resamples: int = 200,
-                 seed: int = 0) -> dict:  # fmt: skip
+def localisation(
+    exp: Experiment,
+    runs: Sequence[Run],
+    n_probe: int = 128,
+    epochs: Sequence[int] | None = None,
+    n_resamples: int = 200,
+    seed: int = 0,
+) -> dict:
     """Share of each model's Grad-CAM inside each face region, per epoch, over a probe set.
 
     The CAM shows the evidence FOR each run's attribute (positive logit) at :func:`cam_layer`.
     ``ci`` holds each share's seeded bootstrap interval over the probe images as [low, high].
     """
     eps = list(epochs) if epochs is not None else common_epochs(runs)
-    params = {"n_probe": n_probe, "runs": [r.name for r in runs], "n_resamples": n_resamples,
-              "seed": seed}  # fmt: skip
+    params = {
+        "n_probe": n_probe,
+        "runs": [r.name for r in runs],
+        "n_resamples": n_resamples,
+        "seed": seed,
+    }
 
     def compute() -> dict:
         from fxcore.gradcam import grad_cam_batch
@@ -289,8 +340,11 @@ def localisation(exp: Experiment, runs: Sequence[Run], n_probe: int = 128,
 def compare(exp: Experiment, run_names: Sequence[str] | None = None, n_probe: int = 128) -> dict:
     """Everything ``compare --json`` prints: dynamics, CKA and localisation for two runs."""
     runs = pick_runs(exp, run_names)
-    result: dict[str, Any] = {"experiment": exp.name, "runs": [r.name for r in runs],
-                              "dynamics": dynamics(exp, runs)}  # fmt: skip
+    result: dict[str, Any] = {
+        "experiment": exp.name,
+        "runs": [r.name for r in runs],
+        "dynamics": dynamics(exp, runs),
+    }
     can = capabilities(exp.info)
     if len(runs) >= 2 and can.probe_images:
         result["cka"] = cka(exp, runs, n_probe=n_probe)
@@ -317,8 +371,9 @@ class ModelView:
     cam_negative: np.ndarray  # (S, S) Grad-CAM: evidence AGAINST it
 
 
-def explain(models: Sequence[tuple[str, str, nn.Module]], x: torch.Tensor, layer: str,
-            top_k: int = 8) -> list[ModelView]:  # fmt: skip
+def explain(
+    models: Sequence[tuple[str, str, nn.Module]], x: torch.Tensor, layer: str, top_k: int = 8
+) -> list[ModelView]:
     """Feature maps and Grad-CAM of each (run, attribute, model) for the image ``x`` (1, C, S, S).
 
     Grad-CAM is taken at ``layer`` when it is a conv layer, else at :func:`cam_layer`. One
@@ -334,9 +389,17 @@ def explain(models: Sequence[tuple[str, str, nn.Module]], x: torch.Tensor, layer
         cam_at = layer if isinstance(module, nn.Conv2d) else cam_layer(model, x.shape[-1])
         e = explain_image(model, x, layer, cam_at, top_k=top_k)
         fm = e.maps
-        views.append(ModelView(
-            run, attribute, float(np.ravel(fm.probability)[0]), float(np.ravel(fm.logit)[0]),
-            fm.channel_mean_up, [int(c) for c in fm.top_channels], fm.top_maps_up,
-            e.cam_positive, e.cam_negative,
-        ))  # fmt: skip
+        views.append(
+            ModelView(
+                run,
+                attribute,
+                float(np.ravel(fm.probability)[0]),
+                float(np.ravel(fm.logit)[0]),
+                fm.channel_mean_up,
+                [int(c) for c in fm.top_channels],
+                fm.top_maps_up,
+                e.cam_positive,
+                e.cam_negative,
+            )
+        )
     return views

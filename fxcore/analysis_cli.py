@@ -32,8 +32,9 @@ def _experiment(args: argparse.Namespace):
     return open_experiment(args.experiment, root=args.root)
 
 
-def _report_skipped(runs: Sequence, strict: bool, lo: int | None = None,
-                    hi: int | None = None) -> list[tuple[str, int, str]]:  # fmt: skip
+def _report_skipped(
+    runs: Sequence, strict: bool, lo: int | None = None, hi: int | None = None
+) -> list[tuple[str, int, str]]:
     """One warning line per damaged or missing epoch in lo..hi that the analysis leaves out;
     with ``--strict``, an error instead of going on with fewer epochs than asked for."""
     from fxcore.checkpoints import CheckpointError
@@ -43,8 +44,10 @@ def _report_skipped(runs: Sequence, strict: bool, lo: int | None = None,
     for name, epoch, why in skipped:
         print(f"warning: skipping epoch {epoch} of run {name}: {why}", file=sys.stderr)
     if skipped and strict:
-        raise CheckpointError(f"{len(skipped)} asked-for epoch(s) are damaged or missing (listed "
-                              "above); without --strict the other epochs are used")  # fmt: skip
+        raise CheckpointError(
+            f"{len(skipped)} asked-for epoch(s) are damaged or missing (listed "
+            "above); without --strict the other epochs are used"
+        )
     return skipped
 
 
@@ -60,8 +63,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, mean=mean, var=var, epochs=np.array(eps))
-    print(f"wrote {out}: mean/var of {args.layer} {tuple(mean.shape)} over epochs "
-          f"{epochs_text(eps)}")  # fmt: skip
+    print(
+        f"wrote {out}: mean/var of {args.layer} {tuple(mean.shape)} over epochs {epochs_text(eps)}"
+    )
     return 0
 
 
@@ -73,8 +77,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     exp = _experiment(args)
     used = [*pick_runs(exp, args.runs), *(r for r in exp.runs if r.is_control)]
     skipped = _report_skipped(used, args.strict)
-    result = compare(exp, args.runs, n_probe=args.probe, n_resamples=args.bootstrap,
-                     seed=args.seed)  # fmt: skip
+    result = compare(exp, args.runs, n_probe=args.probe, n_resamples=args.bootstrap, seed=args.seed)
     result["skipped_epochs"] = [{"run": r, "epoch": e, "reason": why} for r, e, why in skipped]
     if args.json:
         print(json.dumps(jsonable(result)))
@@ -85,14 +88,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     cka = result.get("cka", {})
     ctl = result.get("control", {}).get("cka", {})
     nan = [float("nan")]
-    print(f"{'layer':24} {'drift ' + a[:8]:>15} {'drift ' + b[:8]:>15} {'cosine':>7} "
-          f"{'CKA [95% CI]':>20} {'control CKA':>12}")  # fmt: skip
+    print(
+        f"{'layer':24} {'drift ' + a[:8]:>15} {'drift ' + b[:8]:>15} {'cosine':>7} "
+        f"{'CKA [95% CI]':>20} {'control CKA':>12}"
+    )
     for key, d in dyn["layers"].items():
         name = key.removesuffix(".weight")
         c, lo, hi = (cka.get(k, {}).get(name, nan)[-1] for k in ("layers", "low", "high"))
         cc = ctl.get("layers", {}).get(name, nan)[-1]
-        print(f"{key:24} {d['drift_a'][-1]:15.3f} {d['drift_b'][-1]:15.3f} {d['cosine'][-1]:7.3f} "
-              f"{c:6.3f} [{lo:5.2f},{hi:5.2f}] {cc:12.3f}")  # fmt: skip
+        print(
+            f"{key:24} {d['drift_a'][-1]:15.3f} {d['drift_b'][-1]:15.3f} {d['cosine'][-1]:7.3f} "
+            f"{c:6.3f} [{lo:5.2f},{hi:5.2f}] {cc:12.3f}"
+        )
     loc = result.get("localisation", {})
     for run, shares in loc.get("runs", {}).items():
         text = "  ".join(f"{r} {v[-1]:.2f}" for r, v in shares.items())
@@ -114,12 +121,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
     runs = pick_runs(exp, args.runs)
     for run in runs:  # one epoch only: a damaged one cannot be skipped, it is an error
         if args.epoch in run.bad_epochs():
-            raise CheckpointError(f"epoch {args.epoch} of run {run.name} cannot be used: "
-                                  f"{run.bad_epochs()[args.epoch]}; valid epochs: "
-                                  f"{epochs_text(run.epochs())}")  # fmt: skip
+            raise CheckpointError(
+                f"epoch {args.epoch} of run {run.name} cannot be used: "
+                f"{run.bad_epochs()[args.epoch]}; valid epochs: "
+                f"{epochs_text(run.epochs())}"
+            )
     spec = input_spec(exp.info)
-    prepared = prepare_upload(Path(args.image), image_size=spec.image_size, normalize=spec.normalize,
-                              crop_face=args.crop_face, mode=spec.mode)  # fmt: skip
+    prepared = prepare_upload(
+        Path(args.image),
+        image_size=spec.image_size,
+        normalize=spec.normalize,
+        crop_face=args.crop_face,
+        mode=spec.mode,
+    )
     models = [(r.name, r.attribute, r.build_model(args.epoch)) for r in runs]
     views = explain(models, prepared.tensor, args.layer, top_k=args.top_k)
     out = Path(args.out)
@@ -127,18 +141,29 @@ def cmd_explain(args: argparse.Namespace) -> int:
     rgb = np.asarray(prepared.display.convert("RGB"))
     prepared.display.save(out / "input.png")
     # One shared colour scale per kind of map, so the two models are directly comparable.
-    ranges = {kind: shared_range([getattr(v, kind) for v in views])
-              for kind in ("channel_mean", "cam_positive", "cam_negative")}  # fmt: skip
+    ranges = {
+        kind: shared_range([getattr(v, kind) for v in views])
+        for kind in ("channel_mean", "cam_positive", "cam_negative")
+    }
     probs = {}
     for v in views:
         for kind, (lo, hi) in ranges.items():
             Image.fromarray(overlay(rgb, getattr(v, kind), lo, hi)).save(
                 out / f"{v.run}_{kind}.png"
             )
-        probs[v.run] = {"attribute": v.attribute, "probability": v.probability, "logit": v.logit,
-                        "top_channels": v.top_channels}  # fmt: skip
-    meta = {"epoch": args.epoch, "layer": args.layer, "image": str(args.image),
-            "preparation": prepared.message, "models": probs}  # fmt: skip
+        probs[v.run] = {
+            "attribute": v.attribute,
+            "probability": v.probability,
+            "logit": v.logit,
+            "top_channels": v.top_channels,
+        }
+    meta = {
+        "epoch": args.epoch,
+        "layer": args.layer,
+        "image": str(args.image),
+        "preparation": prepared.message,
+        "models": probs,
+    }
     (out / "predictions.json").write_text(json.dumps(meta, indent=2))
     print(json.dumps(probs))
     return 0
@@ -149,8 +174,9 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
     exp = _experiment(args)
     _report_skipped(exp.runs, args.strict)
-    paths = write_figures(exp, Path(args.out), image=args.image, layer=args.layer,
-                          n_probe=args.probe)  # fmt: skip
+    paths = write_figures(
+        exp, Path(args.out), image=args.image, layer=args.layer, n_probe=args.probe
+    )
     for p in paths:
         print(p)
     return 0
@@ -171,13 +197,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(jsonable(res)))
         return 0
     framed = ", ".join(f"{k} {v}" for k, v in res["framed"].items())
-    print(f"{res['experiment']} on {res['set']} ({res['n_images']} images, {res['framing']}: "
-          f"{framed}; {res['seconds_per_image'] * 1000:.0f} ms/image)")  # fmt: skip
+    print(
+        f"{res['experiment']} on {res['set']} ({res['n_images']} images, {res['framing']}: "
+        f"{framed}; {res['seconds_per_image'] * 1000:.0f} ms/image)"
+    )
     print(f"{'run':12} {'epoch':>5} {'acc':>6} {'bal_acc':>7} {'AUC':>6} {'ECE':>6}")
     for run, per_epoch in res["runs"].items():
         for epoch, m in per_epoch.items():
-            print(f"{run:12} {epoch:>5} {m['accuracy']:6.3f} {m['balanced_accuracy']:7.3f} "
-                  f"{m['auc']:6.3f} {m['ece']:6.3f}")  # fmt: skip
+            print(
+                f"{run:12} {epoch:>5} {m['accuracy']:6.3f} {m['balanced_accuracy']:7.3f} "
+                f"{m['auc']:6.3f} {m['ece']:6.3f}"
+            )
     print(f"stored in {exp.path / 'evaluations'}")
     return 0
 
@@ -186,8 +216,10 @@ def cmd_ship(args: argparse.Namespace) -> int:
     from fxcore.ship import ship_experiment
 
     res = ship_experiment(_experiment(args).path)
-    print(f"{args.experiment}: {res['files']} epoch files to float16, optimizer state removed; "
-          f"{res['bytes_before'] / 1e6:.1f} MB -> {res['bytes_after'] / 1e6:.1f} MB")  # fmt: skip
+    print(
+        f"{args.experiment}: {res['files']} epoch files to float16, optimizer state removed; "
+        f"{res['bytes_before'] / 1e6:.1f} MB -> {res['bytes_after'] / 1e6:.1f} MB"
+    )
     return 0
 
 
@@ -198,9 +230,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p.add_argument("experiment", help="experiment folder, or its name under --root")
         p.add_argument("--root", default=DEFAULT_ROOT)
         if strict:
-            p.add_argument("--strict", action="store_true",
-                           help="fail instead of skipping damaged or missing epochs (each skipped "
-                                "one is named in a warning line either way)")  # fmt: skip
+            p.add_argument(
+                "--strict",
+                action="store_true",
+                help="fail instead of skipping damaged or missing epochs (each skipped "
+                "one is named in a warning line either way)",
+            )
 
     p = sub.add_parser("stats", help="per-weight mean and variance of one tensor over epochs")
     common(p)
@@ -214,8 +249,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     common(p)
     p.add_argument("--runs", nargs=2, metavar=("R1", "R2"))
     p.add_argument("--probe", type=positive_int, default=128, help="probe images for CKA/CAM")
-    p.add_argument("--bootstrap", type=positive_int, default=200,
-                   help="bootstrap resamples for the confidence intervals")  # fmt: skip
+    p.add_argument(
+        "--bootstrap",
+        type=positive_int,
+        default=200,
+        help="bootstrap resamples for the confidence intervals",
+    )
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the bootstrap and probes")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
@@ -246,12 +285,27 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", help="folder of photos (default: the experiment's test split)")
     p.add_argument("--labels", help="CelebA-format attribute file (default: in --images or above)")
     framing = p.add_mutually_exclusive_group()
-    framing.add_argument("--align", dest="framing", action="store_const", const="align",
-                         help="detect the face and align it like CelebA (default)")  # fmt: skip
-    framing.add_argument("--face-crop", dest="framing", action="store_const", const="face",
-                         help="detect the face and crop it (no alignment)")  # fmt: skip
-    framing.add_argument("--centre", dest="framing", action="store_const", const="centre",
-                         help="centre crop, as the training images")  # fmt: skip
+    framing.add_argument(
+        "--align",
+        dest="framing",
+        action="store_const",
+        const="align",
+        help="detect the face and align it like CelebA (default)",
+    )
+    framing.add_argument(
+        "--face-crop",
+        dest="framing",
+        action="store_const",
+        const="face",
+        help="detect the face and crop it (no alignment)",
+    )
+    framing.add_argument(
+        "--centre",
+        dest="framing",
+        action="store_const",
+        const="centre",
+        help="centre crop, as the training images",
+    )
     p.set_defaults(framing="align")
     p.add_argument("--epoch", type=nonneg_int, help="only this epoch (default: every epoch)")
     p.add_argument("--json", action="store_true")

@@ -81,8 +81,9 @@ def _gradcams(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> dict[
     return maps
 
 
-def attribution_maps(model: nn.Module, x: torch.Tensor, names: Sequence[str],
-                     batch: int = 32, seed: int = 0) -> dict[str, np.ndarray]:  # fmt: skip
+def attribution_maps(
+    model: nn.Module, x: torch.Tensor, names: Sequence[str], batch: int = 32, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Maps (N, S, S), non-negative, for each source in ``names`` (see :func:`sources`).
 
     Seeded: the input method's noise is drawn from ``torch.manual_seed(seed)``.
@@ -91,8 +92,9 @@ def attribution_maps(model: nn.Module, x: torch.Tensor, names: Sequence[str],
     layers = [n.removeprefix("gradcam:") for n in names if n.startswith("gradcam:")]
     unknown = [n for n in names if not n.startswith("gradcam:") and n != INPUT_METHOD]
     if unknown:
-        raise ValueError(f"unknown attribution source(s) {unknown}; use gradcam:<layer> or "
-                         f"{INPUT_METHOD}")  # fmt: skip
+        raise ValueError(
+            f"unknown attribution source(s) {unknown}; use gradcam:<layer> or {INPUT_METHOD}"
+        )
     parts: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     device = _device(model)
     with model_lock(model), restore_mode(model), torch.random.fork_rng():
@@ -108,8 +110,13 @@ def attribution_maps(model: nn.Module, x: torch.Tensor, names: Sequence[str],
                         parts[f"gradcam:{layer}"].append(m)
             if INPUT_METHOD in names:
                 nt = NoiseTunnel(InputXGradient(_explained_output(model, "positive")))
-                attr = nt.attribute(xb.clone().requires_grad_(True), nt_type="smoothgrad",
-                                    nt_samples=NOISE_SAMPLES, stdevs=NOISE_STD, target=0)  # fmt: skip
+                attr = nt.attribute(
+                    xb.clone().requires_grad_(True),
+                    nt_type="smoothgrad",
+                    nt_samples=NOISE_SAMPLES,
+                    stdevs=NOISE_STD,
+                    target=0,
+                )
                 parts[INPUT_METHOD].append(torch.relu(attr.detach().sum(dim=1)).float().cpu())
     return {n: torch.cat(p).numpy() for n, p in parts.items()}
 
@@ -143,8 +150,14 @@ def randomisation_steps(model: nn.Module) -> list[list[str]]:
     return [linear[::-1], *(b for b in reversed(blocks))]
 
 
-def sanity_check(model: nn.Module, x: torch.Tensor, names: Sequence[str], seed: int = 0,
-                 threshold: float = 0.5, steps: int = 2) -> dict[str, dict]:  # fmt: skip
+def sanity_check(
+    model: nn.Module,
+    x: torch.Tensor,
+    names: Sequence[str],
+    seed: int = 0,
+    threshold: float = 0.5,
+    steps: int = 2,
+) -> dict[str, dict]:
     """Cascading randomisation: re-initialise the top layers step by step (classifier, then the
     last conv block, ...), recompute each source's maps, and report the rank correlation with the
     original maps after each step. A source passes when it drops below ``threshold`` once the

@@ -25,8 +25,11 @@ class Dist:
 
     @classmethod
     def from_env(cls) -> Dist:
-        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                   int(os.environ.get("LOCAL_RANK", 0)))  # fmt: skip
+        return cls(
+            int(os.environ.get("RANK", 0)),
+            int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)),
+        )
 
     @property
     def main(self) -> bool:
@@ -79,7 +82,10 @@ def iterate_batches(
             yield images[idx], labels[idx]
         return
     dl = torch.utils.data.DataLoader(
-        _Stream(ds), batch_sampler=[b.tolist() for b in batches], num_workers=workers,
-        pin_memory=pin, persistent_workers=False,
-    )  # fmt: skip
+        _Stream(ds),
+        batch_sampler=[b.tolist() for b in batches],
+        num_workers=workers,
+        pin_memory=pin,
+        persistent_workers=False,
+    )
     yield from dl

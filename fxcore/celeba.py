@@ -97,8 +97,10 @@ class CelebA(FxDataset):
         self.attributes = [lookup[a.lower().replace(" ", "_")] for a in wanted]
         self.num_classes = {a: 2 for a in self.attributes}
         self.skipped_missing, self.skipped_malformed, self.skipped_corrupt = (
-            t.skipped_missing, t.skipped_malformed, 0,
-        )  # fmt: skip
+            t.skipped_missing,
+            t.skipped_malformed,
+            0,
+        )
         if t.skipped_missing:
             warnings.warn(
                 f"CelebA: skipped {t.skipped_missing} rows whose image is not in {t.image_dir} "
@@ -248,9 +250,15 @@ class CelebA(FxDataset):
     def fingerprint(self) -> str:
         files_hash = hashlib.sha256("\n".join(self._files).encode()).hexdigest()
         return fingerprint_of(
-            self.name, files_hash, len(self), self._attr, self.attributes, self.split,
-            self.image_size, self.normalize,
-        )  # fmt: skip
+            self.name,
+            files_hash,
+            len(self),
+            self._attr,
+            self.attributes,
+            self.split,
+            self.image_size,
+            self.normalize,
+        )
 
 
 def _download(root: Path) -> None:

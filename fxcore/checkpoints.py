@@ -31,10 +31,17 @@ EPOCH_RE = re.compile(r"^epoch_(\d{3,})\.safetensors$")
 # safetensors dtype tag -> little-endian numpy dtype of the stored bytes (BF16 is widened on read)
 # and its size in bytes: the one table for the header check here and the readers in fxcore.stats.
 DTYPES = {
-    "F64": ("<f8", 8), "F32": ("<f4", 4), "F16": ("<f2", 2), "BF16": ("<u2", 2),
-    "I64": ("<i8", 8), "I32": ("<i4", 4), "I16": ("<i2", 2), "I8": ("i1", 1), "U8": ("u1", 1),
+    "F64": ("<f8", 8),
+    "F32": ("<f4", 4),
+    "F16": ("<f2", 2),
+    "BF16": ("<u2", 2),
+    "I64": ("<i8", 8),
+    "I32": ("<i4", 4),
+    "I16": ("<i2", 2),
+    "I8": ("i1", 1),
+    "U8": ("u1", 1),
     "BOOL": ("?", 1),
-}  # fmt: skip
+}
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 
 
@@ -237,14 +244,27 @@ def _versions() -> dict[str, str]:
 
 
 def create_experiment(
-    path: Path, dataset: str, model: str, attributes: list[str], config: dict[str, Any],
-    runs: list[str] | None = None, **extra: Any,
-) -> dict[str, Any]:  # fmt: skip
+    path: Path,
+    dataset: str,
+    model: str,
+    attributes: list[str],
+    config: dict[str, Any],
+    runs: list[str] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """Write ``experiment.json`` of a new experiment (runs: named by attribute unless given)."""
     path = Path(path)
-    info = {"format": FORMAT, "name": path.name, "dataset": dataset, "model": model,
-            "attributes": list(attributes), "runs": list(runs or attributes), "config": config,
-            **extra, **_versions()}  # fmt: skip
+    info = {
+        "format": FORMAT,
+        "name": path.name,
+        "dataset": dataset,
+        "model": model,
+        "attributes": list(attributes),
+        "runs": list(runs or attributes),
+        "config": config,
+        **extra,
+        **_versions(),
+    }
     atomic_write_json(path / "experiment.json", info)
     return info
 
@@ -252,10 +272,18 @@ def create_experiment(
 def add_run(path: Path, run: str, attribute: str, model: str, **defaults: Any) -> dict[str, Any]:
     """Register one more run in ``experiment.json``, creating the file when absent."""
     exp_json = Path(path) / "experiment.json"
-    info = read_json(exp_json) if exp_json.is_file() else {
-        "format": FORMAT, "name": Path(path).name, "model": model, "attributes": [], "runs": [],
-        **defaults,
-    }  # fmt: skip
+    info = (
+        read_json(exp_json)
+        if exp_json.is_file()
+        else {
+            "format": FORMAT,
+            "name": Path(path).name,
+            "model": model,
+            "attributes": [],
+            "runs": [],
+            **defaults,
+        }
+    )
     if run not in info.setdefault("runs", []):
         info["runs"].append(run)
         info.setdefault("attributes", []).append(attribute)
@@ -264,25 +292,43 @@ def add_run(path: Path, run: str, attribute: str, model: str, **defaults: Any) -
 
 
 def create_run(
-    run_dir: Path, attribute: str, model: str, dataset: str, num_outputs: int,
-    config: dict[str, Any], tensors: dict[str, list[int]], **extra: Any,
-) -> dict[str, Any]:  # fmt: skip
+    run_dir: Path,
+    attribute: str,
+    model: str,
+    dataset: str,
+    num_outputs: int,
+    config: dict[str, Any],
+    tensors: dict[str, list[int]],
+    **extra: Any,
+) -> dict[str, Any]:
     """Write ``run.json`` (tensors in model order: the app's layer pickers read it so) and start
     an empty metrics log."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    info = {"format": FORMAT, "experiment": run_dir.parent.name, "run": run_dir.name,
-            "attribute": attribute, "model": model, "dataset": dataset,
-            "num_outputs": num_outputs, "config": config, "tensors": tensors, **extra}  # fmt: skip
+    info = {
+        "format": FORMAT,
+        "experiment": run_dir.parent.name,
+        "run": run_dir.name,
+        "attribute": attribute,
+        "model": model,
+        "dataset": dataset,
+        "num_outputs": num_outputs,
+        "config": config,
+        "tensors": tensors,
+        **extra,
+    }
     atomic_write_json(run_dir / "run.json", info)
     return info
 
 
 def write_epoch(
-    run_dir: Path, epoch: int, state: dict[str, torch.Tensor], metrics: dict[str, Any] | None,
+    run_dir: Path,
+    epoch: int,
+    state: dict[str, torch.Tensor],
+    metrics: dict[str, Any] | None,
     **meta: Any,
-) -> Path:  # fmt: skip
+) -> Path:
     """Write one epoch: weights with their metadata, then (if given) the metrics row.
 
     The row marks the epoch complete, so it is written last (crash safety); ``meta`` (run name,

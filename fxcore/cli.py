@@ -75,16 +75,20 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no experiments under {args.root} (create them with: python -m fxcore demo)")
         return 0
-    print(f"{'experiment':24} {'run':12} {'model':9} {'dataset':10} {'epochs':7} val_acc  "
-          f"{'state':16} bad")  # fmt: skip
+    print(
+        f"{'experiment':24} {'run':12} {'model':9} {'dataset':10} {'epochs':7} val_acc  "
+        f"{'state':16} bad"
+    )
     for r in rows:
         last = r["metrics"][-1] if r["metrics"] else {}
         acc = last.get("val_accuracy")
         span = f"0..{max(r['epochs'])}" if r["epochs"] else "-"
         acc_s = f"{acc:.3f}" if isinstance(acc, float) else "  -  "
         state = f"{r['state']} {r['epoch_of']}" if r["state"] else "-"
-        print(f"{r['experiment']:24} {r['run']:12} {r['model']:9} {r['dataset']:10} {span:7} "
-              f"{acc_s}    {state:16} {len(r['bad_epochs']) or ''}")  # fmt: skip
+        print(
+            f"{r['experiment']:24} {r['run']:12} {r['model']:9} {r['dataset']:10} {span:7} "
+            f"{acc_s}    {state:16} {len(r['bad_epochs']) or ''}"
+        )
     return 0
 
 

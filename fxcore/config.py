@@ -38,45 +38,73 @@ class TrainConfig:
     data_root: str | None = _opt(
         None, "dataset folder (CelebA official layout, MNIST IDX files); none = bundled"
     )
-    attributes: list[str] = _opt(["Smiling", "Male"], "one run per attribute", nargs="+",
-                                 metavar="A")  # fmt: skip
-    model: str = _opt("vgg19", "architecture shared by all runs (seed paper: VGG-19)",
-                      choices=MODEL_NAMES)  # fmt: skip
+    attributes: list[str] = _opt(
+        ["Smiling", "Male"], "one run per attribute", nargs="+", metavar="A"
+    )
+    model: str = _opt(
+        "vgg19", "architecture shared by all runs (seed paper: VGG-19)", choices=MODEL_NAMES
+    )
     epochs: int = _opt(10, "epochs to train (checkpoints epoch_000..epoch_N)", type=positive_int)
     batch_size: int = _opt(16, "global batch size (seed paper: 16)", type=positive_int)
     lr: float = _opt(1e-3, "Adam learning rate (seed paper: 1e-3)", type=positive_float)
-    lr_schedule: str = _opt("constant", "learning rate per epoch: constant, or cosine decay from "
-                            "--lr over --epochs (then fixed)", choices=("constant", "cosine"))  # fmt: skip
-    loss: str = _opt("auto", "auto = BCE on one logit for binary, MSE on one-hot for multi-class",
-                     choices=("auto", "bce", "mse", "ce"))  # fmt: skip
-    image_size: int = _opt(224, "square input side in pixels (VGG: 224; vgg-mini: 64)",
-                           type=positive_int)  # fmt: skip
+    lr_schedule: str = _opt(
+        "constant",
+        "learning rate per epoch: constant, or cosine decay from --lr over --epochs (then fixed)",
+        choices=("constant", "cosine"),
+    )
+    loss: str = _opt(
+        "auto",
+        "auto = BCE on one logit for binary, MSE on one-hot for multi-class",
+        choices=("auto", "bce", "mse", "ce"),
+    )
+    image_size: int = _opt(
+        224, "square input side in pixels (VGG: 224; vgg-mini: 64)", type=positive_int
+    )
     seed: int = _opt(0, "fixes the shared init, the data order and dropout", type=nonneg_int)
-    pretrained: str = _opt("auto", "ImageNet weights for VGG (auto: when they can be had)",
-                           choices=("auto", "yes", "no"))  # fmt: skip
+    pretrained: str = _opt(
+        "auto",
+        "ImageNet weights for VGG (auto: when they can be had)",
+        choices=("auto", "yes", "no"),
+    )
     weights: str | None = _opt(None, "local .safetensors ImageNet state dict (offline pretrained)")
     max_train: int | None = _opt(None, "use the first N training images", type=positive_int)
     max_val: int | None = _opt(None, "use the first N validation images", type=positive_int)
-    val_fraction: float = _opt(0.1, "share carved from train for val (and test) when the "
-                               "official split has no images", type=fraction)  # fmt: skip
-    synth_train: int | None = _opt(None, "SynthFaces training-set size (none = its default)",
-                                   type=positive_int)  # fmt: skip
-    device: str = _opt("auto", "auto = cuda, then mps, then cpu",
-                       choices=("auto", "cpu", "cuda", "mps"))  # fmt: skip
+    val_fraction: float = _opt(
+        0.1,
+        "share carved from train for val (and test) when the official split has no images",
+        type=fraction,
+    )
+    synth_train: int | None = _opt(
+        None, "SynthFaces training-set size (none = its default)", type=positive_int
+    )
+    device: str = _opt(
+        "auto", "auto = cuda, then mps, then cpu", choices=("auto", "cpu", "cuda", "mps")
+    )
     amp: str = _opt("none", "bf16 autocast (CUDA only)", choices=("none", "bf16"))
     channels_last: bool = _opt(False, "NHWC memory format (faster convs on CUDA tensor cores)")
-    workers: int = _opt(2, "DataLoader workers when images are streamed from disk",
-                        type=nonneg_int)  # fmt: skip
-    cache_gb: float = _opt(4.0, "decode the split into memory once when it fits this budget",
-                           type=positive_float)  # fmt: skip
+    workers: int = _opt(2, "DataLoader workers when images are streamed from disk", type=nonneg_int)
+    cache_gb: float = _opt(
+        4.0, "decode the split into memory once when it fits this budget", type=positive_float
+    )
     progress: bool = _opt(True, "progress bars (a summary line per epoch is always printed)")
-    augment: str = _opt("auto", "batch augmentation shared by the lockstep (auto: on for face "
-                        "datasets, off for MNIST)", choices=AUGMENT_CHOICES, nargs="?",
-                        const="on")  # fmt: skip
-    controls: int = _opt(0, "extra runs learning the first attribute with their own batch order "
-                         "(the noise floor of every comparison)", type=nonneg_int)  # fmt: skip
-    control_init: str = _opt("same", "controls start from the shared init (same) or their own "
-                             "seeded one (seed)", choices=("same", "seed"))  # fmt: skip
+    augment: str = _opt(
+        "auto",
+        "batch augmentation shared by the lockstep (auto: on for face datasets, off for MNIST)",
+        choices=AUGMENT_CHOICES,
+        nargs="?",
+        const="on",
+    )
+    controls: int = _opt(
+        0,
+        "extra runs learning the first attribute with their own batch order "
+        "(the noise floor of every comparison)",
+        type=nonneg_int,
+    )
+    control_init: str = _opt(
+        "same",
+        "controls start from the shared init (same) or their own seeded one (seed)",
+        choices=("same", "seed"),
+    )
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of ``epoch`` (1-based): ``lr`` throughout, or a cosine from ``lr``
@@ -100,16 +128,21 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
         if isinstance(default, bool):
             if default:
-                p.add_argument(f"--no-{flag[2:]}", dest=f.name, action="store_false",
-                               help=f"no {help_text}")  # fmt: skip
+                p.add_argument(
+                    f"--no-{flag[2:]}", dest=f.name, action="store_false", help=f"no {help_text}"
+                )
             else:
                 p.add_argument(flag, action="store_true", help=help_text)
             continue
         shown = " ".join(default) if isinstance(default, list) else default
         suffix = f" (default: {shown})" if default is not None else ""
         # Lists keep None here so TrainConfig makes a fresh copy of its own default.
-        p.add_argument(flag, default=None if isinstance(default, list) else default,
-                       help=help_text + suffix, **meta)  # fmt: skip
+        p.add_argument(
+            flag,
+            default=None if isinstance(default, list) else default,
+            help=help_text + suffix,
+            **meta,
+        )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -150,8 +183,9 @@ class RunSpec:
     control: bool = False
 
 
-def run_specs(attributes: list[str], seed: int, controls: int = 0,
-              control_init: str = "same") -> list[RunSpec]:  # fmt: skip
+def run_specs(
+    attributes: list[str], seed: int, controls: int = 0, control_init: str = "same"
+) -> list[RunSpec]:
     """One run per attribute (shared init and batch order), then ``controls`` runs that learn
     ``attributes[0]`` from the same init (``control_init="seed"``: their own) with their own
     batch order: two runs of one task, i.e. how far any second run drifts (the noise floor)."""

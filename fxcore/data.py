@@ -177,8 +177,13 @@ def label_statistics(labels: np.ndarray) -> dict[str, Any]:
         cond = np.where(rate[:, None] > 0, co / rate[:, None], np.nan)
         den = spread[:, None] * spread[None, :]
         phi = np.where(den > 0, (co - rate[:, None] * rate[None, :]) / den, np.nan)
-    return {"positive_rate": rate, "cooccurrence": co, "conditional": cond, "phi": phi,
-            "num_rows": len(x)}  # fmt: skip
+    return {
+        "positive_rate": rate,
+        "cooccurrence": co,
+        "conditional": cond,
+        "phi": phi,
+        "num_rows": len(x),
+    }
 
 
 def fingerprint_of(*parts: Any) -> str:

@@ -15,15 +15,31 @@ from fxcore.train import train
 
 # SynthFaces pair: the project's two default attributes on the embedded face generator.
 SYNTH = TrainConfig(
-    dataset="synthfaces", attributes=["Smiling", "Male"], model="vgg-mini", image_size=64,
-    epochs=3, batch_size=32, lr=1e-3, seed=0, pretrained="no", synth_train=3000, max_val=1000,
+    dataset="synthfaces",
+    attributes=["Smiling", "Male"],
+    model="vgg-mini",
+    image_size=64,
+    epochs=3,
+    batch_size=32,
+    lr=1e-3,
+    seed=0,
+    pretrained="no",
+    synth_train=3000,
+    max_val=1000,
     augment="off",  # the demo's recipe predates --augment; 3 epochs on cartoons need none
-)  # fmt: skip
+)
 # The seed's MNIST study: 3-layer MLP, Adam, MSE on one-hot targets, 5 epochs (bundled MNIST copy).
 MNIST = TrainConfig(
-    dataset="mnist", attributes=["digit"], model="fcnn3", epochs=5, batch_size=32, lr=1e-3,
-    loss="mse", seed=0, pretrained="no",
-)  # fmt: skip
+    dataset="mnist",
+    attributes=["digit"],
+    model="fcnn3",
+    epochs=5,
+    batch_size=32,
+    lr=1e-3,
+    loss="mse",
+    seed=0,
+    pretrained="no",
+)
 DEMOS = {"synthfaces-smiling-vs-male": SYNTH, "mnist-fcnn3": MNIST}
 PROBE = 128  # the Training dynamics page's default probe count: its first visit reads the cache
 # Experiments committed to the repository (checkpoints/<name>/, see its README): they ship trained.
@@ -33,9 +49,11 @@ SHIPPED = ("celeba-pair",)
 def missing_demos(root: Path) -> list[str]:
     """Demos to train for ``demo --if-missing``: those absent from a root that holds nothing but
     demos and shipped experiments (a folder of the user's own experiments is left alone)."""
-    names = [p.name for p in Path(root).iterdir() if (p / "experiment.json").is_file()] if Path(
-        root
-    ).is_dir() else []  # fmt: skip
+    names = (
+        [p.name for p in Path(root).iterdir() if (p / "experiment.json").is_file()]
+        if Path(root).is_dir()
+        else []
+    )
     if any(n not in DEMOS and n not in SHIPPED for n in names):
         return []
     return [n for n in DEMOS if n not in names]

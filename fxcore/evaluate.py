@@ -101,8 +101,9 @@ def test_split_set(exp: Experiment, attributes: list[str]) -> EvalSet:
     if dataset in (None, "imported"):
         raise EvalError(f"{exp.name} records no dataset: pass --images DIR (and --labels FILE)")
     size = input_spec(exp.info).image_size
-    ds = load_dataset(dataset, split="test", root=cfg.get("data_root"), attributes=attributes,
-                      image_size=size)  # fmt: skip
+    ds = load_dataset(
+        dataset, split="test", root=cfg.get("data_root"), attributes=attributes, image_size=size
+    )
     labels = {a: ds.labels()[:, k].astype(np.float32) for k, a in enumerate(ds.attributes)}
     if hasattr(ds, "files"):
         folder = Path(ds._image_dir) if hasattr(ds, "_image_dir") else Path(cfg["data_root"])
@@ -146,8 +147,14 @@ def prepare_set(
         raise EvalError(f"framing {framing!r}: use one of {', '.join(FRAMINGS)}")
     xs, how = [], {"landmarks": 0, "eyes": 0, "box": 0, "face": 0, "none": 0, "centre": 0}
     for item in tqdm(items, desc=f"preparing ({framing})", unit="img", disable=not progress):
-        prep = prepare_upload(item, size, normalize, crop_face=framing != "centre", mode=mode,
-                              align=framing == "align")  # fmt: skip
+        prep = prepare_upload(
+            item,
+            size,
+            normalize,
+            crop_face=framing != "centre",
+            mode=mode,
+            align=framing == "align",
+        )
         xs.append(prep.tensor)
         if framing == "centre":
             how["centre"] += 1
@@ -199,11 +206,17 @@ def evaluate_experiment(
         for epoch in chosen:
             p = _probabilities(run.build_model(epoch), x)
             results.setdefault(run.name, {})[str(epoch)] = binary_metrics(p, y)
-    record = {"experiment": exp.name, "set": eval_set.name, "source": eval_set.source,
-              "framing": framing, "n_images": len(eval_set.items), "framed": how,
-              "seconds_per_image": prep_s / max(1, len(eval_set.items)),
-              "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "runs": results}  # fmt: skip
+    record = {
+        "experiment": exp.name,
+        "set": eval_set.name,
+        "source": eval_set.source,
+        "framing": framing,
+        "n_images": len(eval_set.items),
+        "framed": how,
+        "seconds_per_image": prep_s / max(1, len(eval_set.items)),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "runs": results,
+    }
     if save:
         save_evaluation(exp.path, record)
     return record

@@ -18,14 +18,48 @@ from fxcore.data import DataError
 ATTRIBUTES = ("Smiling", "Male", "Eyes_Open", "Bangs", "Rosy_Cheeks")
 REGIONS = (*FACE_REGIONS, "glasses")  # generic regions besides one per attribute
 # Columns of U: the attributes, then nuisances, then RGB triples (one uniform each).
-COLS = ATTRIBUTES + (
-    "glasses", "open", "cx", "cy", "scale", "angle", "skin", "skin_h", "hair", "hair_v", "bg_dir",
-    "light", "light_dir", "noise", "key", "ex", "ey", "gaze", "mw", "my", "curve", "iris", "lip",
-    "frame",
-) + tuple(f"{c}{k}" for c in ("bg_a", "bg_b", "shirt") for k in range(3))  # fmt: skip
-_HAIR = np.array([[.08, .06, .05], [.25, .15, .08], [.45, .28, .14], [.85, .7, .4], [.6, .25, .1],
-                  [.62, .62, .62]], np.float32)  # fmt: skip
-_IRIS = np.array([[.35, .2, .1], [.2, .4, .7], [.25, .5, .3]], np.float32)  # fmt: skip
+COLS = (
+    ATTRIBUTES
+    + (
+        "glasses",
+        "open",
+        "cx",
+        "cy",
+        "scale",
+        "angle",
+        "skin",
+        "skin_h",
+        "hair",
+        "hair_v",
+        "bg_dir",
+        "light",
+        "light_dir",
+        "noise",
+        "key",
+        "ex",
+        "ey",
+        "gaze",
+        "mw",
+        "my",
+        "curve",
+        "iris",
+        "lip",
+        "frame",
+    )
+    + tuple(f"{c}{k}" for c in ("bg_a", "bg_b", "shirt") for k in range(3))
+)
+_HAIR = np.array(
+    [
+        [0.08, 0.06, 0.05],
+        [0.25, 0.15, 0.08],
+        [0.45, 0.28, 0.14],
+        [0.85, 0.7, 0.4],
+        [0.6, 0.25, 0.1],
+        [0.62, 0.62, 0.62],
+    ],
+    np.float32,
+)
+_IRIS = np.array([[0.35, 0.2, 0.1], [0.2, 0.4, 0.7], [0.25, 0.5, 0.3]], np.float32)
 _WHITE, _BLACK, _TEETH, _BLUSH = np.array(
     [[[0.97, 0.97, 0.95]], [[0, 0, 0]], [[0.97, 0.97, 0.92]], [[0.93, 0.4, 0.45]]], np.float32
 )  # (1, 3) each

@@ -101,8 +101,9 @@ def weight_figures(exp: Experiment, out: Path, layer: str | None) -> list[Path]:
             fig, ax = plt.subplots(figsize=(9, 3))
             _heat(ax, m, f"fc1.weight per-weight {what}, epochs {eps[0]}..{eps[-1]}")
             paths.append(_save(fig, out / f"fig{fig_no}_mnist_{what}.png"))
-        tiles = tile_grid(mnist_unit_tiles(run.read_tensor(eps[-1], "fc1.weight").numpy()),
-                          normalize=True)  # fmt: skip
+        tiles = tile_grid(
+            mnist_unit_tiles(run.read_tensor(eps[-1], "fc1.weight").numpy()), normalize=True
+        )
         fig, ax = plt.subplots(figsize=(7, 7))
         _heat(ax, tiles, f"fc1 units as 28x28 tiles, epoch {eps[-1]}", cmap="RdBu_r")
         paths.append(_save(fig, out / "mnist_unit_tiles.png"))
@@ -115,8 +116,14 @@ def weight_figures(exp: Experiment, out: Path, layer: str | None) -> list[Path]:
         lo, hi = np.nanmin(both), np.nanmax(both)
         for run, no in zip(runs[:2], fig_no):
             fig, ax = plt.subplots(figsize=(6, 5))
-            _heat(ax, maps[run.name], f"{run.name}: {key} per-weight {kind}, epochs "
-                  f"{eps[0]}..{eps[-1]} (block {wm.block[0]}x{wm.block[1]})", lo, hi)  # fmt: skip
+            _heat(
+                ax,
+                maps[run.name],
+                f"{run.name}: {key} per-weight {kind}, epochs "
+                f"{eps[0]}..{eps[-1]} (block {wm.block[0]}x{wm.block[1]})",
+                lo,
+                hi,
+            )
             paths.append(_save(fig, out / f"fig{no}_{run.name}_{kind}.png"))
     return paths
 
@@ -144,13 +151,27 @@ def dynamics_figures(exp: Experiment, out: Path, n_probe: int) -> list[Path]:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for run_key, name in (("drift_a", dyn["runs"][0]), ("drift_b", dyn["runs"][1])):
         axes[0].plot(xs, [dyn["layers"][k][run_key][-1] for k in layers], "o-", label=name)
-    axes[1].plot(xs, [dyn["layers"][k]["cosine"][-1] for k in layers], "o-",
-                 label=f"{dyn['runs'][0]} vs {dyn['runs'][1]}")  # fmt: skip
+    axes[1].plot(
+        xs,
+        [dyn["layers"][k]["cosine"][-1] for k in layers],
+        "o-",
+        label=f"{dyn['runs'][0]} vs {dyn['runs'][1]}",
+    )
     if ctl is not None:
-        axes[0].plot(xs, [ctl["layers"][k]["drift_b"][-1] for k in layers], "s:",
-                     color="grey", label=f"{control.name} (control)")  # fmt: skip
-        axes[1].plot(xs, [ctl["layers"][k]["cosine"][-1] for k in layers], "s:", color="grey",
-                     label=f"{runs[0].name} vs {control.name} (control)")  # fmt: skip
+        axes[0].plot(
+            xs,
+            [ctl["layers"][k]["drift_b"][-1] for k in layers],
+            "s:",
+            color="grey",
+            label=f"{control.name} (control)",
+        )
+        axes[1].plot(
+            xs,
+            [ctl["layers"][k]["cosine"][-1] for k in layers],
+            "s:",
+            color="grey",
+            label=f"{runs[0].name} vs {control.name} (control)",
+        )
     for ax, title in zip(axes, ("relative drift from init, final epoch", "weight cosine, final")):
         ax.set_xticks(xs, layers, rotation=90, fontsize=7)
         ax.set_title(title)
@@ -183,8 +204,15 @@ def dynamics_figures(exp: Experiment, out: Path, n_probe: int) -> list[Path]:
             ci = np.array(loc.get("ci", {}).get(run, {}).get(region, []), float).reshape(-1, 2)
             err = np.abs(ci.T - np.asarray(shares[region])) if len(ci) else None  # 95% bootstrap
             tag = " (control)" if control is not None and run == control.name else ""
-            ax.errorbar(loc["epochs"], shares[region], yerr=err, fmt=style, marker="o",
-                        capsize=2, label=f"{run}{tag}: {region}")  # fmt: skip
+            ax.errorbar(
+                loc["epochs"],
+                shares[region],
+                yerr=err,
+                fmt=style,
+                marker="o",
+                capsize=2,
+                label=f"{run}{tag}: {region}",
+            )
     ax.set_xlabel("epoch")
     ax.set_ylabel("share of Grad-CAM energy")
     ax.set_title(f"Where each model looks (Grad-CAM at {loc.get('layer', '?')}, 95% CI)")
@@ -202,12 +230,25 @@ def _cka_vs_control(exp: Experiment, res: dict, first, control, n_probe: int, ou
     def last(r: dict, key: str) -> list[float]:
         return [r[key][n][-1] for n in names]
 
-    _band(ax, xs, last(res, "layers"), last(res, "low"), last(res, "high"),
-          f"{res['runs'][0]} vs {res['runs'][1]}")  # fmt: skip
+    _band(
+        ax,
+        xs,
+        last(res, "layers"),
+        last(res, "low"),
+        last(res, "high"),
+        f"{res['runs'][0]} vs {res['runs'][1]}",
+    )
     if control is not None:
         ctl = analysis.cka(exp, [first, control], n_probe=n_probe)
-        _band(ax, xs, last(ctl, "layers"), last(ctl, "low"), last(ctl, "high"),
-              f"{first.name} vs {control.name} (control: same task)", "s:")  # fmt: skip
+        _band(
+            ax,
+            xs,
+            last(ctl, "layers"),
+            last(ctl, "low"),
+            last(ctl, "high"),
+            f"{first.name} vs {control.name} (control: same task)",
+            "s:",
+        )
         title = "CKA per layer, final epoch: the pair against the control (95% CI)"
     else:
         title = "CKA per layer, final epoch (95% CI; no control run: train --controls 1)"
@@ -220,8 +261,13 @@ def _cka_vs_control(exp: Experiment, res: dict, first, control, n_probe: int, ou
     return _save(fig, out / "cka_vs_control.png")
 
 
-def write_figures(exp: Experiment, out: Path, image: str | None = None, layer: str | None = None,
-                  n_probe: int = 64) -> list[Path]:  # fmt: skip
+def write_figures(
+    exp: Experiment,
+    out: Path,
+    image: str | None = None,
+    layer: str | None = None,
+    n_probe: int = 64,
+) -> list[Path]:
     """Write every figure that applies to ``exp`` into ``out``; returns the paths written."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [attribute_rates(exp, out)]

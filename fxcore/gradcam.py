@@ -58,8 +58,10 @@ def explained_score(out: torch.Tensor, target: Target) -> torch.Tensor:
 
 def _signed_maps(raw: torch.Tensor, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """ReLU(raw) and ReLU(-raw) of a signed CAM ``(1, 1, h, w)``, bilinear to ``size``."""
-    pos, neg = (LayerAttribution.interpolate(F.relu(r), size, interpolate_mode="bilinear")
-                for r in (raw, -raw))  # fmt: skip
+    pos, neg = (
+        LayerAttribution.interpolate(F.relu(r), size, interpolate_mode="bilinear")
+        for r in (raw, -raw)
+    )
     return pos[0, 0].cpu().numpy(), neg[0, 0].cpu().numpy()
 
 

@@ -93,10 +93,23 @@ def import_run(src: Path, model_name: str, run_dir: Path, attribute: str | None 
         state = {
             k: state[k].float() if state[k].is_floating_point() else state[k] for k in expected
         }
-        write_epoch(run_dir, epoch, state, None, run=attribute,
-                    imported_from=files[epoch].name)  # fmt: skip
-    create_run(run_dir, attribute, model_name, "imported", n_out,
-               {"model": model_name, "imported_from": str(src)}, expected, epochs=sorted(files))  # fmt: skip
-    add_run(run_dir.parent, run_dir.name, attribute, model_name, dataset="imported",
-            config={"model": model_name})  # fmt: skip
+        write_epoch(run_dir, epoch, state, None, run=attribute, imported_from=files[epoch].name)
+    create_run(
+        run_dir,
+        attribute,
+        model_name,
+        "imported",
+        n_out,
+        {"model": model_name, "imported_from": str(src)},
+        expected,
+        epochs=sorted(files),
+    )
+    add_run(
+        run_dir.parent,
+        run_dir.name,
+        attribute,
+        model_name,
+        dataset="imported",
+        config={"model": model_name},
+    )
     return run_dir

@@ -139,8 +139,12 @@ def attribute_statistics(info_or_cfg: Mapping[str, Any]) -> dict[str, Any]:
             counts[split] = np.bincount(digits, minlength=10)
         total = sum(counts.values())
         onehot = np.eye(10)[np.repeat(np.arange(10), total)]
-        return {"dataset": name, "names": [str(d) for d in range(10)], **label_statistics(onehot),
-                "counts": {k: v.tolist() for k, v in counts.items()}}  # fmt: skip
+        return {
+            "dataset": name,
+            "names": [str(d) for d in range(10)],
+            **label_statistics(onehot),
+            "counts": {k: v.tolist() for k, v in counts.items()},
+        }
     ds = load_split(cfg, "train", image_size=16)  # labels only: no image is decoded
     every = list(ds.all_attributes)
     labels = load_split(cfg, "train", attributes=every, image_size=16).labels()

@@ -86,13 +86,19 @@ def available() -> bool:
 def five_points(parts: np.ndarray) -> np.ndarray:
     """(5, 2) CelebA landmarks from dlib's (68, 2) points: eye centres, nose tip, mouth corners."""
     return np.stack(
-        [parts[EYES[0]].mean(0), parts[EYES[1]].mean(0), parts[NOSE_TIP], parts[MOUTH_LEFT],
-         parts[MOUTH_RIGHT]]
-    ).astype(np.float64)  # fmt: skip
+        [
+            parts[EYES[0]].mean(0),
+            parts[EYES[1]].mean(0),
+            parts[NOSE_TIP],
+            parts[MOUTH_LEFT],
+            parts[MOUTH_RIGHT],
+        ]
+    ).astype(np.float64)
 
 
-def _search(detector: Any, gray: np.ndarray, region: tuple[int, int, int, int], side: int,
-            upscale: bool) -> tuple[int, int, int, int] | None:  # fmt: skip
+def _search(
+    detector: Any, gray: np.ndarray, region: tuple[int, int, int, int], side: int, upscale: bool
+) -> tuple[int, int, int, int] | None:
     """The largest HOG face box in ``gray[region]`` brought to ``side`` px (shrunk only, unless
     ``upscale``), in ``gray``'s pixels; call under ``LOCK``."""
     from PIL import Image
@@ -111,8 +117,12 @@ def _search(detector: Any, gray: np.ndarray, region: tuple[int, int, int, int], 
     if not len(faces):
         return None
     r = max(faces, key=lambda r: r.area())
-    return (x0 + round(r.left() / k), y0 + round(r.top() / k), x0 + round(r.right() / k),
-            y0 + round(r.bottom() / k))  # fmt: skip
+    return (
+        x0 + round(r.left() / k),
+        y0 + round(r.top() / k),
+        x0 + round(r.right() / k),
+        y0 + round(r.bottom() / k),
+    )
 
 
 def detect_landmarks(
@@ -135,8 +145,12 @@ def detect_landmarks(
         if box is None and hint is not None:
             left, top, right, bottom = hint
             m = HINT_MARGIN * max(1, right - left)
-            region = (max(0, int(left - m)), max(0, int(top - m)), min(w, int(right + m)),
-                      min(h, int(bottom + m)))  # fmt: skip
+            region = (
+                max(0, int(left - m)),
+                max(0, int(top - m)),
+                min(w, int(right + m)),
+                min(h, int(bottom + m)),
+            )
             if region[2] - region[0] > 1 and region[3] - region[1] > 1:
                 box = _search(detector, gray, region, HINT_SIDE, True)
         if box is None:

@@ -51,9 +51,15 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def evaluate(models: list[nn.Module], ds: FxDataset, device: torch.device, losses: list[str],
-             amp: str = "none", cache_gb: float = 4.0,
-             columns: list[int] | None = None) -> list[dict[str, float]]:  # fmt: skip
+def evaluate(
+    models: list[nn.Module],
+    ds: FxDataset,
+    device: torch.device,
+    losses: list[str],
+    amp: str = "none",
+    cache_gb: float = 4.0,
+    columns: list[int] | None = None,
+) -> list[dict[str, float]]:
     """Validation loss, accuracy and ROC-AUC (binary) of each model on ``ds``.
 
     Model k is scored on label column ``columns[k]`` (default k: one model per attribute).

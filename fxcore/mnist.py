@@ -201,8 +201,10 @@ class MNIST(FxDataset):
                 assert self._zip is not None
                 imgs = read_zarr_zip(self._zip, f"{self.data_split}_images")
             if imgs.ndim != 3 or imgs.shape[1:] != (28, 28) or len(imgs) < len(self):
-                raise DataError(f"MNIST images from {self.source} have shape {imgs.shape}, "
-                                f"expected ({len(self)}, 28, 28). {HOW_TO_FIX}")  # fmt: skip
+                raise DataError(
+                    f"MNIST images from {self.source} have shape {imgs.shape}, "
+                    f"expected ({len(self)}, 28, 28). {HOW_TO_FIX}"
+                )
             self._images = np.array(imgs[: len(self)])  # writable copy, owns its memory
         return self._images
 
@@ -222,8 +224,14 @@ class MNIST(FxDataset):
     def fingerprint(self) -> str:
         # The same digits give the same fingerprint whichever source they came from.
         img_hash = hashlib.sha256(self.images().tobytes()).hexdigest()
-        return fingerprint_of(self.name, self.data_split, len(self), self.attributes, img_hash,
-                              self._digits.astype(np.uint8))  # fmt: skip
+        return fingerprint_of(
+            self.name,
+            self.data_split,
+            len(self),
+            self.attributes,
+            img_hash,
+            self._digits.astype(np.uint8),
+        )
 
 
 def _download(root: Path, split: str) -> None:

@@ -22,14 +22,22 @@ def save_optimizer(opt: torch.optim.Optimizer, path: Path, epoch: int) -> None:
                 tensors[f"state.{pid}.{name}"] = val.detach().reshape(-1) if val.dim() == 0 else val
             else:
                 scalars.setdefault(str(pid), {})[name] = val
-    meta = {"epoch": epoch, "param_groups": sd["param_groups"], "scalars": scalars,
-            "scalar_shapes": {k: list(v.shape) for k, v in _zero_dim(sd).items()}}  # fmt: skip
+    meta = {
+        "epoch": epoch,
+        "param_groups": sd["param_groups"],
+        "scalars": scalars,
+        "scalar_shapes": {k: list(v.shape) for k, v in _zero_dim(sd).items()},
+    }
     save_checkpoint(path, tensors, meta)
 
 
 def _zero_dim(sd: dict) -> dict[str, torch.Tensor]:
-    return {f"state.{pid}.{n}": v for pid, st in sd["state"].items() for n, v in st.items()
-            if torch.is_tensor(v) and v.dim() == 0}  # fmt: skip
+    return {
+        f"state.{pid}.{n}": v
+        for pid, st in sd["state"].items()
+        for n, v in st.items()
+        if torch.is_tensor(v) and v.dim() == 0
+    }
 
 
 def load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:

@@ -25,8 +25,13 @@ from fxcore.uncertainty import Estimate, mean_ci
 TEST_FRACTION = 0.3
 
 
-def probe_accuracy(features: np.ndarray, labels: np.ndarray, seed: int = 0,
-                   n_resamples: int = 200, test_fraction: float = TEST_FRACTION) -> Estimate:  # fmt: skip
+def probe_accuracy(
+    features: np.ndarray,
+    labels: np.ndarray,
+    seed: int = 0,
+    n_resamples: int = 200,
+    test_fraction: float = TEST_FRACTION,
+) -> Estimate:
     """Held-out accuracy of a logistic-regression probe of ``labels`` (n,) on ``features`` (n, d).
 
     NaN when a class has fewer than 2 examples (nothing to stratify or learn).
@@ -38,8 +43,9 @@ def probe_accuracy(features: np.ndarray, labels: np.ndarray, seed: int = 0,
     _, counts = np.unique(y, return_counts=True)
     if len(counts) < 2 or counts.min() < 2:
         return Estimate(float("nan"), float("nan"), float("nan"))
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_fraction, stratify=y,
-                                              random_state=seed)  # fmt: skip
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, y, test_size=test_fraction, stratify=y, random_state=seed
+    )
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -48,16 +54,22 @@ def probe_accuracy(features: np.ndarray, labels: np.ndarray, seed: int = 0,
     return mean_ci(correct, n_resamples, seed)
 
 
-def probe_grid(features: dict[str, np.ndarray], labels: np.ndarray, attributes: Sequence[str],
-               seed: int = 0, n_resamples: int = 200) -> dict[str, dict[str, list[float]]]:  # fmt: skip
+def probe_grid(
+    features: dict[str, np.ndarray],
+    labels: np.ndarray,
+    attributes: Sequence[str],
+    seed: int = 0,
+    n_resamples: int = 200,
+) -> dict[str, dict[str, list[float]]]:
     """Probe every layer's features for every attribute (``labels`` (n, K), one column each).
 
     Returns ``{attribute: {layer: [accuracy, low, high]}}``.
     """
     lab = np.asarray(labels)
     if lab.ndim != 2 or lab.shape[1] != len(attributes):
-        raise ProbeError(f"labels must be (n, {len(attributes)}), one column per attribute, "
-                         f"got {lab.shape}.")  # fmt: skip
+        raise ProbeError(
+            f"labels must be (n, {len(attributes)}), one column per attribute, got {lab.shape}."
+        )
     out: dict[str, dict[str, list[float]]] = {}
     for k, attr in enumerate(attributes):
         for layer, f in features.items():

@@ -128,8 +128,11 @@ def state_fields(exp_dir: str | Path) -> dict[str, Any]:
     p = read_progress(exp_dir)
     if p is None:
         return {"state": None, "epoch_of": None, "progress": None}
-    return {"state": live_state(p), "epoch_of": f"{max(p.done, 0)}/{p.epochs}",
-            "progress": asdict(p)}  # fmt: skip
+    return {
+        "state": live_state(p),
+        "epoch_of": f"{max(p.done, 0)}/{p.epochs}",
+        "progress": asdict(p),
+    }
 
 
 def duration(seconds: float | None) -> str:
@@ -149,13 +152,26 @@ class ProgressWriter:
     it off and never stops the training.
     """
 
-    def __init__(self, out: Path, config: dict[str, Any], start: int, enabled: bool = True,
-                 interval_s: float = INTERVAL_S) -> None:  # fmt: skip
+    def __init__(
+        self,
+        out: Path,
+        config: dict[str, Any],
+        start: int,
+        enabled: bool = True,
+        interval_s: float = INTERVAL_S,
+    ) -> None:
         self.enabled, self.path, self.interval_s = enabled, Path(out) / PROGRESS_FILE, interval_s
         now = time.time()
-        self.p = Progress(epoch=max(start, 0) + 1, epochs=int(config.get("epochs", 0)),
-                          done=start, started=now, updated=now, host=socket.gethostname(),
-                          pid=os.getpid(), command=train_command(config, out))  # fmt: skip
+        self.p = Progress(
+            epoch=max(start, 0) + 1,
+            epochs=int(config.get("epochs", 0)),
+            done=start,
+            started=now,
+            updated=now,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            command=train_command(config, out),
+        )
         self._last = 0.0  # monotonic time of the last write
         self._epoch_t0 = time.monotonic()
         self._epoch_s: float | None = None  # wall time of the last whole epoch (eval included)

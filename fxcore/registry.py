@@ -56,23 +56,39 @@ def load_dataset(
         if root is None:
             raise DataError("CelebA needs --data-root: the folder holding img_align_celeba/")
         return CelebA(
-            root, split=split, attributes=attrs, image_size=image_size or 64,
-            normalize=normalize, seed=seed, max_samples=max_samples, download=download, **kwargs,
-        )  # fmt: skip
+            root,
+            split=split,
+            attributes=attrs,
+            image_size=image_size or 64,
+            normalize=normalize,
+            seed=seed,
+            max_samples=max_samples,
+            download=download,
+            **kwargs,
+        )
     if name == "synthfaces":
         from fxcore.synthfaces import SynthFaces
 
         return SynthFaces(
-            split=split, attributes=attrs, image_size=image_size or 64, normalize=normalize,
-            seed=seed, max_samples=max_samples, **kwargs,
-        )  # fmt: skip
+            split=split,
+            attributes=attrs,
+            image_size=image_size or 64,
+            normalize=normalize,
+            seed=seed,
+            max_samples=max_samples,
+            **kwargs,
+        )
     if name == "mnist":
         from fxcore.mnist import MNIST
 
         return MNIST(
-            root, split=split, attributes=attrs, max_samples=max_samples, download=download,
+            root,
+            split=split,
+            attributes=attrs,
+            max_samples=max_samples,
+            download=download,
             **kwargs,
-        )  # fmt: skip
+        )
     raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 

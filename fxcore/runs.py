@@ -312,8 +312,12 @@ def skipped_epochs(
 ) -> list[tuple[str, int, str]]:
     """(run name, epoch, reason naming the file) of each damaged or missing epoch in ``lo..hi``
     (None = open end): the epochs an analysis over that span leaves out."""
-    return [(run.name, e, why) for run in runs for e, why in sorted(run.bad_epochs().items())
-            if (lo is None or e >= lo) and (hi is None or e <= hi)]  # fmt: skip
+    return [
+        (run.name, e, why)
+        for run in runs
+        for e, why in sorted(run.bad_epochs().items())
+        if (lo is None or e >= lo) and (hi is None or e <= hi)
+    ]
 
 
 def epochs_text(epochs: Iterable[int]) -> str:
@@ -344,6 +348,10 @@ def experiment_stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
                 files = sorted(p.iterdir())
             except OSError:
                 continue
-            out += [(f"{p.name}/{n}", sz, mt) for n, sz, mt in
-                    (named(f) for f in files if f.suffix in (".json", ".jsonl", ".safetensors"))]  # fmt: skip
+            out += [
+                (f"{p.name}/{n}", sz, mt)
+                for n, sz, mt in (
+                    named(f) for f in files if f.suffix in (".json", ".jsonl", ".safetensors")
+                )
+            ]
     return tuple(out)

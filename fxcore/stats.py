@@ -311,8 +311,9 @@ def tile_grid(
     return grid[: grid.shape[0] - pad, : grid.shape[1] - pad]
 
 
-def tile_index(grid_shape: tuple[int, int], n: int, side: int, pad: int = 1,
-               cols: int | None = None) -> np.ndarray:  # fmt: skip
+def tile_index(
+    grid_shape: tuple[int, int], n: int, side: int, pad: int = 1, cols: int | None = None
+) -> np.ndarray:
     """Tile number under each pixel of a :func:`tile_grid` of ``n`` square tiles (-1 on padding)."""
     cols = max(1, min(cols or math.ceil(math.sqrt(n)), n))
     step = side + pad

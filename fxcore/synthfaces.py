@@ -38,10 +38,15 @@ class SynthFaces(FxDataset):
     name = "synthfaces"
 
     def __init__(
-        self, split: str = "train", attributes: Sequence[str] = ("Smiling", "Male"),
-        image_size: int = 64, normalize: bool = True, seed: int = 0,
-        max_samples: int | None = None, num_samples: int | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        split: str = "train",
+        attributes: Sequence[str] = ("Smiling", "Male"),
+        image_size: int = 64,
+        normalize: bool = True,
+        seed: int = 0,
+        max_samples: int | None = None,
+        num_samples: int | None = None,
+    ) -> None:
         if split not in SPLIT_SIZES:
             raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_SIZES)}")
         if not attributes:

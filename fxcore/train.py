@@ -86,7 +86,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
 
     out = Path(out)
     dist = Dist.from_env()
-    # --augment hook (issue 15): "auto" is resolved here so experiment.json records on/off.
+    # --augment: "auto" is resolved here so experiment.json records on/off.
     cfg = replace(cfg, augment=resolve_augment(cfg.augment, cfg.dataset))
     if dist.world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo"
@@ -126,8 +126,10 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
 
     # One init, copied K times: epoch_000 is bit-identical across runs (controls: unless seeded).
     base, pretrained_used = _initial_model(cfg, n_out)
-    inits = [base if sp.init_seed is None else _initial_model(replace(cfg, seed=sp.init_seed), n_out)[0]
-             for sp in specs]  # fmt: skip
+    inits = [
+        base if sp.init_seed is None else _initial_model(replace(cfg, seed=sp.init_seed), n_out)[0]
+        for sp in specs
+    ]
     models = [copy.deepcopy(m).to(device) for m in inits]
     if cfg.channels_last:
         models = [m.to(memory_format=torch.channels_last) for m in models]
@@ -149,16 +151,41 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
         else:
             for d in [out, *run_dirs]:  # what a run killed mid-way through its init left
                 drop_temp(d)
-            create_experiment(out, cfg.dataset, cfg.model, attrs, asdict(cfg), runs=names,
-                              controls=[sp.name for sp in specs if sp.control],
-                              data_fingerprint=fp, pretrained_used=pretrained_used)  # fmt: skip
+            create_experiment(
+                out,
+                cfg.dataset,
+                cfg.model,
+                attrs,
+                asdict(cfg),
+                runs=names,
+                controls=[sp.name for sp in specs if sp.control],
+                data_fingerprint=fp,
+                pretrained_used=pretrained_used,
+            )
             for k, (d, sp) in enumerate(zip(run_dirs, specs)):
-                create_run(d, attrs[sp.column], cfg.model, cfg.dataset, n_out, asdict(cfg), shapes,
-                           loss=losses[k], control=sp.control, order_seed=sp.order_seed,
-                           init_seed=cfg.seed if sp.init_seed is None else sp.init_seed)  # fmt: skip
+                create_run(
+                    d,
+                    attrs[sp.column],
+                    cfg.model,
+                    cfg.dataset,
+                    n_out,
+                    asdict(cfg),
+                    shapes,
+                    loss=losses[k],
+                    control=sp.control,
+                    order_seed=sp.order_seed,
+                    init_seed=cfg.seed if sp.init_seed is None else sp.init_seed,
+                )
                 save_optimizer(opts[k], d / "optim_000.safetensors", epoch=0)
-                write_epoch(d, 0, inits[k].state_dict(), {}, run=sp.name, config=asdict(cfg),
-                            data_fingerprint=fp)  # fmt: skip
+                write_epoch(
+                    d,
+                    0,
+                    inits[k].state_dict(),
+                    {},
+                    run=sp.name,
+                    config=asdict(cfg),
+                    data_fingerprint=fp,
+                )
 
     if dist.world > 1:
         ids = [dist.local_rank] if device.type == "cuda" else None
@@ -187,8 +214,13 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
             t0, seen, done_steps = time.perf_counter(), 0, 0
             n_steps = len(plan_batches(epoch_order(n, cfg.seed, epoch), cfg.batch_size, dist))
             live.epoch_start(epoch, n_steps * len(groups))
-            bar = tqdm(total=n * len(groups), desc=f"epoch {epoch}/{cfg.epochs}", unit="img",
-                       disable=not (cfg.progress and dist.main), leave=False)  # fmt: skip
+            bar = tqdm(
+                total=n * len(groups),
+                desc=f"epoch {epoch}/{cfg.epochs}",
+                unit="img",
+                disable=not (cfg.progress and dist.main),
+                leave=False,
+            )
             for order_seed, members in groups.items():
                 torch.manual_seed(order_seed * 1000 + epoch)
                 order = epoch_order(n, order_seed, epoch)
@@ -220,31 +252,55 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, force: bool =
                     live.step(done_steps, seen, n * len(groups))
                     if step % 10 == 0:
                         rate = seen / max(time.perf_counter() - t0, 1e-9)
-                        bar.set_postfix({names[k][:8]: f"{sums[k] / (step + 1):.3f}" for k in members}
-                                        | {"img/s": f"{rate:.0f}"})  # fmt: skip
+                        bar.set_postfix(
+                            {names[k][:8]: f"{sums[k] / (step + 1):.3f}" for k in members}
+                            | {"img/s": f"{rate:.0f}"}
+                        )
             bar.close()
             seconds = time.perf_counter() - t0
             steps = max(1, n_steps)
             if dist.main:
                 live.phase("evaluating")
-                vals = evaluate(models, ds_val, device, losses, cfg.amp, cfg.cache_gb,
-                                columns=[sp.column for sp in specs])  # fmt: skip
+                vals = evaluate(
+                    models,
+                    ds_val,
+                    device,
+                    losses,
+                    cfg.amp,
+                    cfg.cache_gb,
+                    columns=[sp.column for sp in specs],
+                )
                 for k, d in enumerate(run_dirs):
-                    row = {"epoch": epoch, "train_loss": sums[k] / steps, **vals[k],
-                           "seconds": seconds, "images_per_s": n / max(seconds, 1e-9)}  # fmt: skip
+                    row = {
+                        "epoch": epoch,
+                        "train_loss": sums[k] / steps,
+                        **vals[k],
+                        "seconds": seconds,
+                        "images_per_s": n / max(seconds, 1e-9),
+                    }
                     # Order matters for crash safety: optimizer, then weights, then the metrics row
                     # that marks the epoch complete; older optimizer states are dropped last.
                     save_optimizer(opts[k], d / f"optim_{epoch:03d}.safetensors", epoch=epoch)
-                    write_epoch(d, epoch, models[k].state_dict(), row, run=names[k],
-                                config=asdict(cfg), data_fingerprint=fp)  # fmt: skip
+                    write_epoch(
+                        d,
+                        epoch,
+                        models[k].state_dict(),
+                        row,
+                        run=names[k],
+                        config=asdict(cfg),
+                        data_fingerprint=fp,
+                    )
                     (d / f"optim_{epoch - 2:03d}.safetensors").unlink(missing_ok=True)
                 live.epoch_done(epoch, n)
                 # One line per epoch even without progress bars: logs show where a run got to.
                 summary = "  ".join(
                     f"{a}: acc {v['val_accuracy']:.3f}" for a, v in zip(names, vals)
                 )
-                print(f"epoch {epoch}/{cfg.epochs}  {summary}  ({n / seconds:.0f} img/s, "
-                      f"{seconds:.0f} s)", file=sys.stderr)  # fmt: skip
+                print(
+                    f"epoch {epoch}/{cfg.epochs}  {summary}  ({n / seconds:.0f} img/s, "
+                    f"{seconds:.0f} s)",
+                    file=sys.stderr,
+                )
             if dist.world > 1:
                 torch.distributed.barrier()
     except KeyboardInterrupt:

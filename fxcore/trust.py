@@ -36,15 +36,25 @@ def _correct(model: torch.nn.Module, x: torch.Tensor, y: np.ndarray) -> np.ndarr
     return (pred.numpy() == y.astype(np.int64)).astype(np.float64)
 
 
-def accuracy(exp: Experiment, runs: Sequence[Run], n_probe: int = 256, n_resamples: int = 200,
-             seed: int = 0, epochs: Sequence[int] | None = None) -> dict:  # fmt: skip
+def accuracy(
+    exp: Experiment,
+    runs: Sequence[Run],
+    n_probe: int = 256,
+    n_resamples: int = 200,
+    seed: int = 0,
+    epochs: Sequence[int] | None = None,
+) -> dict:
     """Each run's accuracy on its own attribute over the probe images, per epoch, with its CI.
 
     ``runs[name]`` is a list of ``[accuracy, low, high]`` per epoch.
     """
     eps = list(epochs) if epochs is not None else common_epochs(runs)
-    params = {"n_probe": n_probe, "runs": [r.name for r in runs], "n_resamples": n_resamples,
-              "seed": seed}  # fmt: skip
+    params = {
+        "n_probe": n_probe,
+        "runs": [r.name for r in runs],
+        "n_resamples": n_resamples,
+        "seed": seed,
+    }
 
     def compute() -> dict:
         data = analysis.probe_data(exp, n_probe)
@@ -59,16 +69,26 @@ def accuracy(exp: Experiment, runs: Sequence[Run], n_probe: int = 256, n_resampl
     return analysis.cached(exp, "accuracy", runs, eps, params, compute)
 
 
-def probes(exp: Experiment, runs: Sequence[Run], n_probe: int = 256, n_resamples: int = 200,
-           seed: int = 0, epochs: Sequence[int] | None = None) -> dict:  # fmt: skip
+def probes(
+    exp: Experiment,
+    runs: Sequence[Run],
+    n_probe: int = 256,
+    n_resamples: int = 200,
+    seed: int = 0,
+    epochs: Sequence[int] | None = None,
+) -> dict:
     """Cross-task linear probes: per run, attribute, layer and epoch, held-out accuracy and CI.
 
     ``runs[run][attribute][layer]`` is a list of ``[accuracy, low, high]`` per epoch; the
     features are each layer's spatially pooled outputs (:func:`fxcore.probes.probe_grid`).
     """
     eps = list(epochs) if epochs is not None else common_epochs(runs)
-    params = {"n_probe": n_probe, "runs": [r.name for r in runs], "n_resamples": n_resamples,
-              "seed": seed}  # fmt: skip
+    params = {
+        "n_probe": n_probe,
+        "runs": [r.name for r in runs],
+        "n_resamples": n_resamples,
+        "seed": seed,
+    }
 
     def compute() -> dict:
         data = analysis.probe_data(exp, n_probe)
@@ -86,11 +106,19 @@ def probes(exp: Experiment, runs: Sequence[Run], n_probe: int = 256, n_resamples
                             layer, []
                         ).append(row)
         # Chance level to read the accuracies against: the majority class share.
-        chance = {a: float(max(np.mean(data.labels[:, k] == v)
-                               for v in np.unique(data.labels[:, k])))
-                  for k, a in enumerate(data.attributes)}  # fmt: skip
-        return {"epochs": eps, "attributes": data.attributes, "layers": layers,
-                "n_probe": int(len(data.x)), "chance": chance, "runs": out, "level": LEVEL}  # fmt: skip
+        chance = {
+            a: float(max(np.mean(data.labels[:, k] == v) for v in np.unique(data.labels[:, k])))
+            for k, a in enumerate(data.attributes)
+        }
+        return {
+            "epochs": eps,
+            "attributes": data.attributes,
+            "layers": layers,
+            "n_probe": int(len(data.x)),
+            "chance": chance,
+            "runs": out,
+            "level": LEVEL,
+        }
 
     return analysis.cached(exp, "probes", runs, eps, params, compute)
 
@@ -107,9 +135,16 @@ def _mean_map(maps: np.ndarray, side: int) -> list[list[float]]:
     return np.round(pooled.numpy() * (maps.shape[1] * maps.shape[2]), 5).tolist()  # 1 = uniform
 
 
-def attribution(exp: Experiment, runs: Sequence[Run], n_probe: int = 256, n_resamples: int = 200,
-                seed: int = 0, epochs: Sequence[int] | None = None, map_side: int = 32,
-                n_sanity: int = 32) -> dict:  # fmt: skip
+def attribution(
+    exp: Experiment,
+    runs: Sequence[Run],
+    n_probe: int = 256,
+    n_resamples: int = 200,
+    seed: int = 0,
+    epochs: Sequence[int] | None = None,
+    map_side: int = 32,
+    n_sanity: int = 32,
+) -> dict:
     """Region shares for every attribution source (Grad-CAM at each block, the input method) per
     run, epoch and region, for images with and without the run's attribute, with CIs; the mean
     maps behind them; and the cascading-randomisation check of each source at the last epoch.
@@ -119,8 +154,14 @@ def attribution(exp: Experiment, runs: Sequence[Run], n_probe: int = 256, n_resa
     energy distribution (1 = uniform). ``sanity[run][source]``: rank correlations and ``passes``.
     """
     eps = list(epochs) if epochs is not None else common_epochs(runs)
-    params = {"n_probe": n_probe, "runs": [r.name for r in runs], "n_resamples": n_resamples,
-              "seed": seed, "map_side": map_side, "n_sanity": n_sanity}  # fmt: skip
+    params = {
+        "n_probe": n_probe,
+        "runs": [r.name for r in runs],
+        "n_resamples": n_resamples,
+        "seed": seed,
+        "map_side": map_side,
+        "n_sanity": n_sanity,
+    }
 
     def compute() -> dict:
         data = analysis.probe_data(exp, n_probe)
@@ -148,47 +189,72 @@ def attribution(exp: Experiment, runs: Sequence[Run], n_probe: int = 256, n_resa
                         for region, values in per.items():
                             est = mean_ci(values[sel], n_resamples, seed)
                             shares.setdefault(run.name, {}).setdefault(src, {}).setdefault(
-                                g, {}).setdefault(region, []).append([est.value, est.low, est.high])  # fmt: skip
+                                g, {}
+                            ).setdefault(region, []).append([est.value, est.low, est.high])
                         maps_out.setdefault(run.name, {}).setdefault(src, {}).setdefault(
-                            g, []).append(_mean_map(m[sel], side))  # fmt: skip
+                            g, []
+                        ).append(_mean_map(m[sel], side))
             sanity[run.name] = sanity_check(
                 run.build_model(eps[-1]), data.x[:n_sanity], names, seed
             )
-        return {"epochs": eps, "sources": names, "regions": list(data.masks),
-                "regions_from": data.regions_from, "n_probe": int(len(data.x)),
-                "area": {k: float(np.mean(v)) for k, v in data.masks.items()},
-                "shares": shares, "maps": maps_out, "map_side": side, "sanity": sanity,
-                # Where each region lies on average (for drawing it over the mean maps).
-                "region_maps": {k: _mean_map(v.astype(np.float64), side)
-                                for k, v in data.masks.items() if v.ndim == 3 and v.any()},
-                "level": LEVEL}  # fmt: skip
+        return {
+            "epochs": eps,
+            "sources": names,
+            "regions": list(data.masks),
+            "regions_from": data.regions_from,
+            "n_probe": int(len(data.x)),
+            "area": {k: float(np.mean(v)) for k, v in data.masks.items()},
+            "shares": shares,
+            "maps": maps_out,
+            "map_side": side,
+            "sanity": sanity,
+            # Where each region lies on average (for drawing it over the mean maps).
+            "region_maps": {
+                k: _mean_map(v.astype(np.float64), side)
+                for k, v in data.masks.items()
+                if v.ndim == 3 and v.any()
+            },
+            "level": LEVEL,
+        }
 
     return analysis.cached(exp, "attribution", runs, eps, params, compute)
 
 
-def _pair(exp: Experiment, pair: list[Run], n_probe: int, n_resamples: int, seed: int,
-          images: bool) -> dict[str, Any]:  # fmt: skip
+def _pair(
+    exp: Experiment, pair: list[Run], n_probe: int, n_resamples: int, seed: int, images: bool
+) -> dict[str, Any]:
     out: dict[str, Any] = {"runs": [r.name for r in pair], "dynamics": analysis.dynamics(exp, pair)}
     if images:
         out["cka"] = analysis.cka(exp, pair, n_probe=n_probe, n_resamples=n_resamples, seed=seed)
     if images and exp.info.get("dataset") != "mnist":
-        out["localisation"] = analysis.localisation(exp, pair, n_probe=n_probe,
-                                                    n_resamples=n_resamples, seed=seed)  # fmt: skip
+        out["localisation"] = analysis.localisation(
+            exp, pair, n_probe=n_probe, n_resamples=n_resamples, seed=seed
+        )
     return out
 
 
-def compare(exp: Experiment, run_names: Sequence[str] | None = None, n_probe: int = 256,
-            n_resamples: int = 200, seed: int = 0) -> dict:  # fmt: skip
+def compare(
+    exp: Experiment,
+    run_names: Sequence[str] | None = None,
+    n_probe: int = 256,
+    n_resamples: int = 200,
+    seed: int = 0,
+) -> dict:
     """Everything ``compare --json`` prints.
 
-    Top level (as before): ``dynamics``, ``cka``, ``localisation`` of L1 vs L2. ``control``: the
+    Top level: ``dynamics``, ``cka``, ``localisation`` of L1 vs L2. ``control``: the
     same for L1 vs its first control run (absent when the experiment has none). ``accuracy`` and
     ``probes`` cover L1, L2 and the control. Intervals: ``low``/``high`` or ``ci`` entries.
     """
     runs = analysis.pick_runs(exp, run_names)
     images = exp.info.get("dataset") not in (None, "imported")
-    result: dict[str, Any] = {"experiment": exp.name, "runs": [r.name for r in runs],
-                              "n_resamples": n_resamples, "seed": seed, "level": LEVEL}  # fmt: skip
+    result: dict[str, Any] = {
+        "experiment": exp.name,
+        "runs": [r.name for r in runs],
+        "n_resamples": n_resamples,
+        "seed": seed,
+        "level": LEVEL,
+    }
     if len(runs) >= 2:
         result.update(_pair(exp, runs[:2], n_probe, n_resamples, seed, images))
     else:

@@ -33,8 +33,9 @@ class Estimate:
         return asdict(self)
 
 
-def mean_ci(values: np.ndarray, n_resamples: int = 200, seed: int = 0,
-            level: float = LEVEL) -> Estimate:  # fmt: skip
+def mean_ci(
+    values: np.ndarray, n_resamples: int = 200, seed: int = 0, level: float = LEVEL
+) -> Estimate:
     """Mean of per-image ``values`` (NaN ones left out) and its bootstrap interval."""
     v = np.asarray(values, dtype=np.float64).ravel()
     v = v[np.isfinite(v)]
@@ -42,8 +43,15 @@ def mean_ci(values: np.ndarray, n_resamples: int = 200, seed: int = 0,
         return Estimate(float("nan"), float("nan"), float("nan"))
     if v.size < 2 or np.all(v == v[0]) or n_resamples < 1:
         return Estimate(float(v.mean()), float(v.mean()), float(v.mean()))
-    res = bootstrap((v,), np.mean, n_resamples=n_resamples, confidence_level=level,
-                    method="percentile", vectorized=True, rng=np.random.default_rng(seed))  # fmt: skip
+    res = bootstrap(
+        (v,),
+        np.mean,
+        n_resamples=n_resamples,
+        confidence_level=level,
+        method="percentile",
+        vectorized=True,
+        rng=np.random.default_rng(seed),
+    )
     ci = res.confidence_interval
     return Estimate(float(v.mean()), float(ci.low), float(ci.high))
 
@@ -55,8 +63,9 @@ def gram(x: np.ndarray) -> np.ndarray:
     return a @ a.T
 
 
-def minibatch_cka(k: np.ndarray, ll: np.ndarray, batch: int = 32,
-                  idx: np.ndarray | None = None) -> float:  # fmt: skip
+def minibatch_cka(
+    k: np.ndarray, ll: np.ndarray, batch: int = 32, idx: np.ndarray | None = None
+) -> float:
     """Minibatch unbiased CKA of the Grams ``k``, ``ll`` (n, n) over consecutive batches of ``idx``.
 
     With ``idx = 0..n-1`` this equals :class:`~fxcore.similarity.MinibatchCKA` fed the same
@@ -94,8 +103,14 @@ def permuted_null(k: np.ndarray, ll: np.ndarray, batch: int = 32, seed: int = 0)
     return minibatch_cka(k, ll[np.ix_(perm, perm)], batch)
 
 
-def half_sample_ci(statistic: Callable[[np.ndarray], float], n: int, value: float,
-                   n_resamples: int = 200, seed: int = 0, level: float = LEVEL) -> tuple[float, float]:  # fmt: skip
+def half_sample_ci(
+    statistic: Callable[[np.ndarray], float],
+    n: int,
+    value: float,
+    n_resamples: int = 200,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> tuple[float, float]:
     """Interval of ``value`` = ``statistic(0..n-1)`` by half-sampling (McCarthy 1969).
 
     Each resample is a random half of the images *without* repeats, so U-statistics such as the
@@ -117,13 +132,20 @@ def half_sample_ci(statistic: Callable[[np.ndarray], float], n: int, value: floa
     return float(value + np.quantile(dev, alpha)), float(value + np.quantile(dev, 1.0 - alpha))
 
 
-def cka_estimate(k: np.ndarray, ll: np.ndarray, batch: int = 32, n_resamples: int = 200,
-                 seed: int = 0, level: float = LEVEL) -> dict[str, float]:  # fmt: skip
+def cka_estimate(
+    k: np.ndarray,
+    ll: np.ndarray,
+    batch: int = 32,
+    n_resamples: int = 200,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> dict[str, float]:
     """Minibatch CKA with its half-sampling interval over images and the permuted-pairing null.
 
     Returns ``value``, ``low``, ``high`` and ``null``.
     """
     value = minibatch_cka(k, ll, batch)
-    low, high = half_sample_ci(lambda idx: minibatch_cka(k, ll, batch, idx), k.shape[0], value,
-                               n_resamples, seed, level)  # fmt: skip
+    low, high = half_sample_ci(
+        lambda idx: minibatch_cka(k, ll, batch, idx), k.shape[0], value, n_resamples, seed, level
+    )
     return {"value": value, "low": low, "high": high, "null": permuted_null(k, ll, batch, seed)}

@@ -16,9 +16,18 @@ from fxcore.train import TrainConfig, train  # noqa: E402
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 TINY_SYNTH = TrainConfig(
-    dataset="synthfaces", attributes=["Smiling", "Male"], model="vgg-mini", image_size=32,
-    epochs=3, batch_size=16, seed=0, pretrained="no", synth_train=64, max_val=32, progress=False,
-)  # fmt: skip
+    dataset="synthfaces",
+    attributes=["Smiling", "Male"],
+    model="vgg-mini",
+    image_size=32,
+    epochs=3,
+    batch_size=16,
+    seed=0,
+    pretrained="no",
+    synth_train=64,
+    max_val=32,
+    progress=False,
+)
 
 
 @pytest.fixture(scope="session")
@@ -27,9 +36,17 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("checkpoints")
     train(TINY_SYNTH, root / "tiny-synth")
     mnist_dir = make_mnist_fixture(tmp_path_factory.mktemp("mnist"), n_train=64, n_test=32)
-    mnist = TrainConfig(dataset="mnist", data_root=str(mnist_dir), attributes=["digit"],
-                        model="fcnn3", epochs=3, batch_size=16, loss="mse", pretrained="no",
-                        progress=False)  # fmt: skip
+    mnist = TrainConfig(
+        dataset="mnist",
+        data_root=str(mnist_dir),
+        attributes=["digit"],
+        model="fcnn3",
+        epochs=3,
+        batch_size=16,
+        loss="mse",
+        pretrained="no",
+        progress=False,
+    )
     train(mnist, root / "tiny-mnist")
     return root
 

@@ -23,10 +23,15 @@ class MiniVGG(nn.Module):
     def __init__(self, num_outputs: int = 1) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(inplace=True),
-        )  # fmt: skip
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 16, 3, padding=1),
+            nn.ReLU(inplace=True),
+        )
         self.avgpool = nn.AdaptiveAvgPool2d((2, 2))
         self.classifier = nn.Sequential(
             nn.Linear(64, 16), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(16, num_outputs)
@@ -198,9 +203,13 @@ def test_modes_and_requires_grad_restored() -> None:
 def test_batchnorm_statistics_untouched() -> None:
     torch.manual_seed(5)
     model = nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(inplace=True),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1),
-    )  # fmt: skip
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 1),
+    )
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     gradcam.grad_cam_batch(model, inputs(4) * 3 + 1, "0")
@@ -310,9 +319,14 @@ def test_grad_cam_both_equals_two_separate_calls() -> None:
 @pytest.mark.parametrize("outputs", [1, 10])
 @pytest.mark.parametrize(
     ("layer", "cam_at"),
-    [("features.6", "features.6"), ("features.1", "features.6"), ("features.7", "features.3"),
-     ("features.2", "features.0"), ("features.5", "features.5")],
-)  # fmt: skip
+    [
+        ("features.6", "features.6"),
+        ("features.1", "features.6"),
+        ("features.7", "features.3"),
+        ("features.2", "features.0"),
+        ("features.5", "features.5"),
+    ],
+)
 def test_explain_image_equals_separate_calls(outputs: int, layer: str, cam_at: str) -> None:
     """The fused pass gives what feature_maps + grad_cam_both give (before, after, at the CAM layer)."""
     model, x = make_model(outputs), inputs(1, seed=3)
@@ -330,8 +344,9 @@ def test_explain_image_equals_separate_calls(outputs: int, layer: str, cam_at: s
     np.testing.assert_allclose(got.cam_positive, pos, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(got.cam_negative, neg, rtol=1e-5, atol=1e-7)
     cls = None if outputs > 1 else 0  # K > 1: the predicted class, as grad_cam_both
-    np.testing.assert_allclose(got.cam_positive, reference_cam(model, x, cam_at, 1.0, cls)[0],
-                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        got.cam_positive, reference_cam(model, x, cam_at, 1.0, cls)[0], rtol=1e-5, atol=1e-6
+    )
     assert got.cam_positive.max() > 0 or got.cam_negative.max() > 0
     model.train()  # reference_cam switched it to eval; the fused call must have restored train
     assert [(n, p.requires_grad) for n, p in model.named_parameters()] == flags
@@ -359,10 +374,15 @@ class _TupleNet(nn.Module):
 
 @pytest.mark.parametrize(
     ("net", "layer", "cam_at", "match"),
-    [("vgg", "features.6", "classifier.0", "not a"), ("vgg", "classifier.0", "features.6", "not a"),
-     ("vgg", "features.99", "features.6", "unknown layer"), ("tuple", "conv", "pair", "not a"),
-     ("tuple", "unused", "conv", "did not run"), ("tuple", "conv", "unused", "did not run")],
-)  # fmt: skip
+    [
+        ("vgg", "features.6", "classifier.0", "not a"),
+        ("vgg", "classifier.0", "features.6", "not a"),
+        ("vgg", "features.99", "features.6", "unknown layer"),
+        ("tuple", "conv", "pair", "not a"),
+        ("tuple", "unused", "conv", "did not run"),
+        ("tuple", "conv", "unused", "did not run"),
+    ],
+)
 def test_explain_image_layers_that_do_not_fit(
     net: str, layer: str, cam_at: str, match: str
 ) -> None:

@@ -191,8 +191,9 @@ def test_detector_aligns_a_celeba_photo_and_undoes_a_known_warp() -> None:
     m = rotation(8.0, 1.6, (60.0, 30.0))
     import cv2
 
-    moved = Image.fromarray(cv2.warpAffine(np.asarray(frame), m, (420, 460),
-                                           borderMode=cv2.BORDER_REPLICATE))  # fmt: skip
+    moved = Image.fromarray(
+        cv2.warpAffine(np.asarray(frame), m, (420, 460), borderMode=cv2.BORDER_REPLICATE)
+    )
     got = prepare_upload(moved, 64, True, crop_face=True, align=True)
     assert got.align_method == ref.align_method, got.message
     back = apply(invert(m), got.landmarks_original)

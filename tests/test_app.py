@@ -348,11 +348,19 @@ def test_home_page_modules_do_not_import_torch() -> None:
     """The Home page reads JSON only: its imports leave torch to cache.prewarm (cold start)."""
     import subprocess
 
-    code = ("import sys; sys.path.insert(0, 'app'); import cache, ui, pandas, plotly.subplots; "
-            "import fxcore.checkpoints, fxcore.runs; print(sorted(m for m in ('torch', 'captum', 'cv2') "
-            "if m in sys.modules))")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", code], cwd=APP_DIR.parent, capture_output=True,
-                         text=True, timeout=TIMEOUT, check=True)  # fmt: skip
+    code = (
+        "import sys; sys.path.insert(0, 'app'); import cache, ui, pandas, plotly.subplots; "
+        "import fxcore.checkpoints, fxcore.runs; print(sorted(m for m in ('torch', 'captum', 'cv2') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=APP_DIR.parent,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=True,
+    )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 

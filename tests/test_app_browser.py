@@ -26,8 +26,12 @@ SHOTS = REPO / "docs" / "screenshots"
 sys.path.insert(0, str(REPO / "benchmarks"))  # the server helpers the app benchmarks use too
 from benchlib import ARGS, CHROMIUM, free_port, release, start_trainer, wait_healthy  # noqa: E402
 
-PAGES = [("Feature maps", "feature-maps"), ("Weight statistics", "weight-statistics"),
-         ("Training dynamics", "training-dynamics"), ("Dataset", "dataset")]  # fmt: skip
+PAGES = [
+    ("Feature maps", "feature-maps"),
+    ("Weight statistics", "weight-statistics"),
+    ("Training dynamics", "training-dynamics"),
+    ("Dataset", "dataset"),
+]
 
 pytestmark = pytest.mark.browser
 
@@ -92,8 +96,19 @@ def serve(root: Path, log_path: Path) -> Iterator[str]:
     pytest.importorskip("playwright.sync_api", reason="playwright (Python package) not installed")
     port = free_port()
     env = {**os.environ, "FXCORE_CHECKPOINTS": str(root)}
-    cmd = [sys.executable, "-m", "streamlit", "run", "app/Home.py", "--server.port", str(port),
-           "--server.headless", "true", "--server.address", "127.0.0.1"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app/Home.py",
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+    ]
     log = open(log_path, "wb")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -237,7 +252,9 @@ def test_home_follows_a_training_run(tmp_path: Path) -> None:
                 release(trainer)
                 page.wait_for_function(
                     "n => (/epochs 0\\.\\.(\\d+) saved/.exec(document.body.innerText)"
-                    " || [0, -1])[1] > n", arg=first)  # fmt: skip
+                    " || [0, -1])[1] > n",
+                    arg=first,
+                )
                 assert trainer.wait(timeout=300) == 0
                 main.get_by_text(f"finished: epochs 0..{EPOCHS} saved").wait_for()
                 assert page.evaluate("window.__same_page") is True

@@ -37,8 +37,13 @@ def test_control_intervals_shares_maps_and_probes_are_drawn(root: Path, monkeypa
     at.session_state["experiment"] = "with-control"
     at.run()
     at.switch_page(DYNAMICS)
-    for key, value in {"td_cka_n": 16, "td_loc_n": 8, "tr_on": True, "tr_n": 16,
-                       "tr_boot": 20}.items():  # fmt: skip
+    for key, value in {
+        "td_cka_n": 16,
+        "td_loc_n": 8,
+        "tr_on": True,
+        "tr_n": 16,
+        "tr_boot": 20,
+    }.items():
         at.session_state[key] = value
     at.run()
     assert not at.exception, [e.value for e in at.exception]

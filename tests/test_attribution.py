@@ -26,8 +26,13 @@ from fxcore.runs import open_experiment
 def test_block_convs_and_fused_gradcam_equal_captum(tiny_root: Path) -> None:
     exp = open_experiment("tiny-synth", root=tiny_root)
     model = exp.runs[0].build_model(3)
-    assert block_convs(model) == ["features.3", "features.10", "features.23", "features.36",
-                                  "features.49"]  # fmt: skip
+    assert block_convs(model) == [
+        "features.3",
+        "features.10",
+        "features.23",
+        "features.36",
+        "features.49",
+    ]
     x, _ = probe_set(exp, 6)
     maps = attribution_maps(model, x, sources(model))
     for layer in block_convs(model):

@@ -31,8 +31,10 @@ def _make_run(tmp: Path, epochs: int = 4) -> Run:
     model = build_model("fcnn3", 10)
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
     atomic_write_json(exp / "experiment.json", {"name": "exp", "runs": ["digit"], "config": {}})
-    atomic_write_json(run_dir / "run.json", {"attribute": "digit", "model": "fcnn3",
-                                             "num_outputs": 10, "tensors": shapes})  # fmt: skip
+    atomic_write_json(
+        run_dir / "run.json",
+        {"attribute": "digit", "model": "fcnn3", "num_outputs": 10, "tensors": shapes},
+    )
     for e in range(epochs):
         state = {k: v + 0.01 * e for k, v in model.state_dict().items()}
         save_checkpoint(run_dir / f"epoch_{e:03d}.safetensors", state, {"epoch": e})
@@ -74,10 +76,15 @@ def _corrupt(path: Path, kind: str) -> None:
 
 @pytest.mark.parametrize(
     "kind,message",
-    [("truncated", "truncated|not a safetensors"), ("random", "not a safetensors|corrupt|truncated"),
-     ("beyond_end", "ends at byte"), ("bad_json_meta", "not valid JSON"),
-     ("other_arch", "architecture"), ("missing", "missing")],
-)  # fmt: skip
+    [
+        ("truncated", "truncated|not a safetensors"),
+        ("random", "not a safetensors|corrupt|truncated"),
+        ("beyond_end", "ends at byte"),
+        ("bad_json_meta", "not valid JSON"),
+        ("other_arch", "architecture"),
+        ("missing", "missing"),
+    ],
+)
 def test_bad_epoch_is_reported_and_others_stay_usable(
     tmp_path: Path, kind: str, message: str
 ) -> None:
@@ -144,8 +151,12 @@ def test_sigkill_during_writes_never_leaves_a_partial_checkpoint(tmp_path: Path)
 
     rng = random.Random(0)
     for _ in range(4):
-        proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path)], cwd=ROOT,
-                                stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(tmp_path)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
         time.sleep(rng.uniform(0.05, 0.6))
         proc.send_signal(signal.SIGKILL)
@@ -172,12 +183,21 @@ def test_single_tensor_read_does_not_load_the_file(tmp_path: Path) -> None:
     run_dir = exp / "r"
     run_dir.mkdir(parents=True)
     atomic_write_json(exp / "experiment.json", {"runs": ["r"]})
-    atomic_write_json(run_dir / "run.json", {"model": "x", "tensors": {"huge": [50_000_000],
-                                                                       "small": [10]}})  # fmt: skip
-    save_checkpoint(run_dir / "epoch_000.safetensors",
-                    {"huge": torch.ones(50_000_000), "small": torch.arange(10.0)}, {})  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", _READER, str(exp)], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)  # fmt: skip
+    atomic_write_json(
+        run_dir / "run.json", {"model": "x", "tensors": {"huge": [50_000_000], "small": [10]}}
+    )
+    save_checkpoint(
+        run_dir / "epoch_000.safetensors",
+        {"huge": torch.ones(50_000_000), "small": torch.arange(10.0)},
+        {},
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", _READER, str(exp)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    )
     grew_mb, total = out.stdout.split()
     assert float(total) == 45.0
     assert int(grew_mb) < 40, f"reading 40 bytes grew RSS by {grew_mb} MB (file is 200 MB)"

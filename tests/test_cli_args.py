@@ -85,10 +85,32 @@ def _runtime_cases(tiny: Path, tmp: Path) -> list[tuple[list[str], str]]:
     Image.new("RGB", (64, 64), (200, 150, 120)).save(face)
     (tmp / "not-an-image.jpg").write_bytes(b"hello")
     (tmp / "empty").mkdir()
-    explain = ["explain", "tiny-synth", "--root", str(tiny), "--image", str(face), "--epoch", "1",
-               "--layer", "features.0", "--out", str(tmp / "ex")]  # fmt: skip
-    stats = ["stats", "tiny-mnist", "--root", str(tiny), "--run", "digit", "--layer",
-             "fc1.weight", "--out", str(tmp / "s.npz")]  # fmt: skip
+    explain = [
+        "explain",
+        "tiny-synth",
+        "--root",
+        str(tiny),
+        "--image",
+        str(face),
+        "--epoch",
+        "1",
+        "--layer",
+        "features.0",
+        "--out",
+        str(tmp / "ex"),
+    ]
+    stats = [
+        "stats",
+        "tiny-mnist",
+        "--root",
+        str(tiny),
+        "--run",
+        "digit",
+        "--layer",
+        "fc1.weight",
+        "--out",
+        str(tmp / "s.npz"),
+    ]
     return [
         (
             [
@@ -104,7 +126,7 @@ def _runtime_cases(tiny: Path, tmp: Path) -> list[tuple[list[str], str]]:
                 "o",
             ],
             "does not exist",
-        ),  # fmt: skip
+        ),
         (["compare", "nope", "--root", str(tiny)], "not an experiment folder"),
         (["compare", "../tiny-synth", "--root", str(tiny)], "invalid name"),
         (["figures", "nope", "--root", str(tiny), "--out", str(tmp / "f")], "no experiment.json"),
@@ -130,7 +152,7 @@ def _runtime_cases(tiny: Path, tmp: Path) -> list[tuple[list[str], str]]:
                 str(tmp / "t1"),
             ],
             "no MNIST train IDX files",
-        ),  # fmt: skip
+        ),
         (
             [
                 "train",
@@ -146,7 +168,7 @@ def _runtime_cases(tiny: Path, tmp: Path) -> list[tuple[list[str], str]]:
                 str(tmp / "t2"),
             ],
             "list_attr_celeba.txt",
-        ),  # fmt: skip
+        ),
         (
             [
                 "train",
@@ -162,7 +184,7 @@ def _runtime_cases(tiny: Path, tmp: Path) -> list[tuple[list[str], str]]:
                 str(tmp / "t3"),
             ],
             "--device cuda",
-        ),  # fmt: skip
+        ),
         (
             [
                 "train",
@@ -178,11 +200,11 @@ def _runtime_cases(tiny: Path, tmp: Path) -> list[tuple[list[str], str]]:
                 str(tmp / "t4"),
             ],
             "Nope",
-        ),  # fmt: skip
+        ),
         (
             ["import", str(tmp / "missing"), "--model", "fcnn3", "--out", str(tmp / "imp" / "r")],
             "not a folder",
-        ),  # fmt: skip
+        ),
         (["data", "mnist", "--data-root", str(tmp / "missing")], "no MNIST train IDX files"),
     ]
 
@@ -208,20 +230,45 @@ def test_runtime_errors_exit_1_with_one_error_line(
 
 @pytest.mark.parametrize("command", ["stats", "explain", "synthfaces-grid"])
 def test_unwritable_output_of_analysis_commands(
-    command: str, tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    command: str,
+    tiny_root: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
     unwritable_dir: Path,
-) -> None:  # fmt: skip
+) -> None:
     face = tmp_path / "face.png"
     from PIL import Image
 
     Image.new("RGB", (64, 64)).save(face)
     argv = {
-        "stats": ["stats", "tiny-mnist", "--root", str(tiny_root), "--run", "digit", "--layer",
-                  "fc1.weight", "--out", str(unwritable_dir / "s.npz")],
-        "explain": ["explain", "tiny-synth", "--root", str(tiny_root), "--image", str(face),
-                    "--epoch", "1", "--layer", "features.0", "--out", str(unwritable_dir)],
+        "stats": [
+            "stats",
+            "tiny-mnist",
+            "--root",
+            str(tiny_root),
+            "--run",
+            "digit",
+            "--layer",
+            "fc1.weight",
+            "--out",
+            str(unwritable_dir / "s.npz"),
+        ],
+        "explain": [
+            "explain",
+            "tiny-synth",
+            "--root",
+            str(tiny_root),
+            "--image",
+            str(face),
+            "--epoch",
+            "1",
+            "--layer",
+            "features.0",
+            "--out",
+            str(unwritable_dir),
+        ],
         "synthfaces-grid": ["synthfaces-grid", "--out", str(unwritable_dir / "grid.png")],
-    }[command]  # fmt: skip
+    }[command]
     assert main(argv) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(unwritable_dir) in lines[0]
@@ -229,15 +276,40 @@ def test_unwritable_output_of_analysis_commands(
 
 def test_real_process_bad_argument_and_runtime_error(tmp_path: Path) -> None:
     """The same contract through ``python -m fxcore`` (exit status and stderr of a real process)."""
-    bad = subprocess.run([sys.executable, "-m", "fxcore", "train", "--out", "x", "--epochs", "-1"],
-                         capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=120)  # fmt: skip
+    bad = subprocess.run(
+        [sys.executable, "-m", "fxcore", "train", "--out", "x", "--epochs", "-1"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=ENV,
+        timeout=120,
+    )
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.splitlines() == [
         "python -m fxcore train: error: argument --epochs: '-1' must be >= 1 (see --help)"
     ]
-    missing = subprocess.run([sys.executable, "-m", "fxcore", "stats", "nope", "--root",
-                              str(tmp_path / "none"), "--run", "a", "--layer", "b", "--out", "o"],
-                             capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=120)  # fmt: skip
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fxcore",
+            "stats",
+            "nope",
+            "--root",
+            str(tmp_path / "none"),
+            "--run",
+            "a",
+            "--layer",
+            "b",
+            "--out",
+            "o",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=ENV,
+        timeout=120,
+    )
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert missing.stderr.splitlines() == [
         f"error: no experiment 'nope': {tmp_path / 'none'} does not exist"

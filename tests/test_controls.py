@@ -88,8 +88,9 @@ def test_figures_draw_the_control_beside_the_pair(
     real_save = figures._save
 
     def spy(fig, path):
-        legends[Path(path).name] = [t.get_text() for ax in fig.axes if ax.get_legend()
-                                    for t in ax.get_legend().get_texts()]  # fmt: skip
+        legends[Path(path).name] = [
+            t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()
+        ]
         from matplotlib.collections import PolyCollection  # fill_between's bands
 
         bands = [c for ax in fig.axes for c in ax.collections if isinstance(c, PolyCollection)]

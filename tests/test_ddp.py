@@ -18,24 +18,63 @@ ROOT = Path(__file__).resolve().parents[1]
 def _train_args(data: Path, out: Path) -> list[str]:
     # fcnn3 has no BatchNorm, so per-rank batch statistics cannot make the runs differ; 70 images
     # with batch 16 leave a final global batch of 6 that the two ranks split 3/3.
-    return ["-m", "fxcore", "train", "--dataset", "mnist", "--data-root", str(data),
-            "--attributes", "even", "large", "--model", "fcnn3", "--epochs", "2",
-            "--batch-size", "16", "--lr", "0.01", "--seed", "1", "--device", "cpu",
-            "--no-progress", "--out", str(out)]  # fmt: skip
+    return [
+        "-m",
+        "fxcore",
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-root",
+        str(data),
+        "--attributes",
+        "even",
+        "large",
+        "--model",
+        "fcnn3",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.01",
+        "--seed",
+        "1",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
 
 
 @pytest.mark.slow
 def test_two_process_gloo_matches_single_process(tmp_path: Path) -> None:
     data = make_mnist_fixture(tmp_path / "mnist", n_train=70, n_test=20)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, *_train_args(data, tmp_path / "single")], cwd=ROOT,
-                            env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    single = subprocess.run(
+        [sys.executable, *_train_args(data, tmp_path / "single")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr
     ddp = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         *_train_args(data, tmp_path / "ddp")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            *_train_args(data, tmp_path / "ddp"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ddp.returncode == 0, ddp.stderr[:6000]
     for run in ("even", "large"):
         files = sorted(p.name for p in (tmp_path / "ddp" / run).glob("epoch_*.safetensors"))

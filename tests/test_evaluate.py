@@ -66,17 +66,19 @@ def photo_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.nda
 def test_eval_matches_the_upload_path_by_hand(tiny_root: Path, photo_folder) -> None:
     folder, labels = photo_folder
     exp = load_experiment(tiny_root / "tiny-synth")
-    res = evaluate_experiment(exp, folder_set(folder, None, ["Smiling", "Male"]), "face",
-                              epochs=[1, 3], progress=False)  # fmt: skip
+    res = evaluate_experiment(
+        exp, folder_set(folder, None, ["Smiling", "Male"]), "face", epochs=[1, 3], progress=False
+    )
     assert res["n_images"] == 6 and sum(res["framed"].values()) == 6
     for k, run in enumerate(("Smiling", "Male")):
         model = exp.run(run).build_model(3)
         with torch.no_grad():
             probs = [
-                torch.sigmoid(model(prepare_upload(folder / f"{i:06d}.png", 32, True, crop_face=True)
-                                    .tensor))[0, 0].item()
+                torch.sigmoid(
+                    model(prepare_upload(folder / f"{i:06d}.png", 32, True, crop_face=True).tensor)
+                )[0, 0].item()
                 for i in range(6)
-            ]  # fmt: skip
+            ]
         hand = np.mean((np.array(probs) >= 0.5) == labels[:, k])
         assert res["runs"][run]["3"]["accuracy"] == pytest.approx(hand)
         assert set(res["runs"][run]) == {"1", "3"}
@@ -92,20 +94,35 @@ def test_images_without_labels_and_labels_without_images(tmp_path: Path) -> None
     labels = write_attr_file(tmp_path / "labels.txt", {"a.jpg": (1, 0)})
     with pytest.raises(EvalError, match="1 image.*no row.*b.jpg"):
         folder_set(folder, labels, ["Smiling"])
-    labels = write_attr_file(tmp_path / "labels.txt", {"a.jpg": (1, 0), "b.jpg": (0, 1),
-                                                       "c.jpg": (1, 1)})  # fmt: skip
+    labels = write_attr_file(
+        tmp_path / "labels.txt", {"a.jpg": (1, 0), "b.jpg": (0, 1), "c.jpg": (1, 1)}
+    )
     with pytest.raises(EvalError, match="1 row.*no image.*c.jpg"):
         folder_set(folder, labels, ["Smiling"])
     with pytest.raises(EvalError, match="--labels"):
         folder_set(folder, None, ["Smiling"])
     with pytest.raises(EvalError, match="no column Bald"):
-        folder_set(folder, write_attr_file(tmp_path / "l2.txt", {"a.jpg": (1, 0),
-                                                                "b.jpg": (0, 1)}), ["Bald"])  # fmt: skip
+        folder_set(
+            folder,
+            write_attr_file(tmp_path / "l2.txt", {"a.jpg": (1, 0), "b.jpg": (0, 1)}),
+            ["Bald"],
+        )
 
 
 def test_cli_eval_default_test_split_json(tiny_root: Path) -> None:
-    cmd = [sys.executable, "-m", "fxcore", "eval", "tiny-synth", "--root", str(tiny_root),
-           "--centre", "--epoch", "2", "--json"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "fxcore",
+        "eval",
+        "tiny-synth",
+        "--root",
+        str(tiny_root),
+        "--centre",
+        "--epoch",
+        "2",
+        "--json",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout)
@@ -113,8 +130,9 @@ def test_cli_eval_default_test_split_json(tiny_root: Path) -> None:
     for run in ("Smiling", "Male"):
         m = res["runs"][run]["2"]
         assert 0 <= m["accuracy"] <= 1 and m["n"] == res["n_images"] > 0
-    bad = subprocess.run(cmd[:-3] + ["--epoch", "99"], capture_output=True, text=True, cwd=ROOT,
-                         timeout=300)  # fmt: skip
+    bad = subprocess.run(
+        cmd[:-3] + ["--epoch", "99"], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert bad.returncode == 1 and bad.stderr.startswith("error: epoch 99 is not on disk")
 
 

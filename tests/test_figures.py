@@ -10,14 +10,29 @@ from PIL import Image
 from fxcore.cli import main
 
 EXPECTED = {
-    "tiny-synth": ["fig2_1_attributes.png", "fig3_1_feature_maps_Smiling.png",
-                   "fig3_2_feature_maps_Male.png", "fig3_7_Smiling_mean.png", "fig3_8_Male_mean.png",
-                   "fig3_9_Smiling_var.png", "fig3_10_Male_var.png", "drift_by_layer.png",
-                   "cka_layer_epoch.png", "cka_vs_control.png", "attention_localisation.png"],
-    "tiny-mnist": ["fig2_1_attributes.png", "fig3_3_mnist_weights_epoch1.png",
-                   "fig3_4_mnist_weights_epoch3.png", "fig3_5_mnist_mean.png",
-                   "fig3_6_mnist_variance.png", "mnist_unit_tiles.png", "drift_by_layer.png"],
-}  # fmt: skip
+    "tiny-synth": [
+        "fig2_1_attributes.png",
+        "fig3_1_feature_maps_Smiling.png",
+        "fig3_2_feature_maps_Male.png",
+        "fig3_7_Smiling_mean.png",
+        "fig3_8_Male_mean.png",
+        "fig3_9_Smiling_var.png",
+        "fig3_10_Male_var.png",
+        "drift_by_layer.png",
+        "cka_layer_epoch.png",
+        "cka_vs_control.png",
+        "attention_localisation.png",
+    ],
+    "tiny-mnist": [
+        "fig2_1_attributes.png",
+        "fig3_3_mnist_weights_epoch1.png",
+        "fig3_4_mnist_weights_epoch3.png",
+        "fig3_5_mnist_mean.png",
+        "fig3_6_mnist_variance.png",
+        "mnist_unit_tiles.png",
+        "drift_by_layer.png",
+    ],
+}
 
 
 def test_figures_command_writes_valid_pngs(tiny_root: Path, tmp_path: Path) -> None:

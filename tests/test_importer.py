@@ -43,8 +43,9 @@ def test_import_series_with_1000_class_head(tmp_path: Path, kind: str) -> None:
     run_dir = import_run(tmp_path / "src", "vgg-mini", tmp_path / "imported" / "Smiling")
     run = open_experiment(tmp_path / "imported").run("Smiling")
     assert run.epochs() == [0, 1, 2, 10] and run.bad_epochs() == {}
-    assert torch.equal(run.read_tensor(10, "classifier.6.weight"),
-                       states[-1]["module.classifier.6.weight"])  # fmt: skip
+    assert torch.equal(
+        run.read_tensor(10, "classifier.6.weight"), states[-1]["module.classifier.6.weight"]
+    )
     assert run.info["num_outputs"] == 1000
     assert run.build_model(2).classifier[6].out_features == 1000
     assert (run_dir.parent / "experiment.json").is_file()
@@ -52,8 +53,19 @@ def test_import_series_with_1000_class_head(tmp_path: Path, kind: str) -> None:
 
 def test_import_cli_and_runs_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _series(tmp_path / "src", name="fcnn3", n_out=10)
-    assert main(["import", str(tmp_path / "src"), "--model", "fcnn3",
-                 "--out", str(tmp_path / "root" / "mine" / "digit")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "import",
+                str(tmp_path / "src"),
+                "--model",
+                "fcnn3",
+                "--out",
+                str(tmp_path / "root" / "mine" / "digit"),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["runs", "--root", str(tmp_path / "root"), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -71,8 +83,10 @@ def test_pickled_code_is_not_executed(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
     marker = tmp_path / "pwned"
-    code = (f"import os, torch\nclass E:\n def __reduce__(self): return (os.system, ('touch {marker}',))\n"
-            f"torch.save({{'w': E()}}, '{src / 'epoch_1.pt'}')\n")  # fmt: skip
+    code = (
+        f"import os, torch\nclass E:\n def __reduce__(self): return (os.system, ('touch {marker}',))\n"
+        f"torch.save({{'w': E()}}, '{src / 'epoch_1.pt'}')\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
     with pytest.raises(CheckpointError, match="weights-only"):
         import_run(src, "fcnn3", tmp_path / "x" / "r")

@@ -19,9 +19,27 @@ N = 40  # CelebA fixture rows, all in the official train partition (val is carve
 
 
 def _train_celeba(root: Path, data: Path, out: str, extra: list[str]) -> Path:
-    argv = ["train", "--dataset", "celeba", "--data-root", str(data), "--model", "vgg-mini",
-            "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--pretrained", "no",
-            "--no-progress", "--out", str(root / out), *extra]  # fmt: skip
+    argv = [
+        "train",
+        "--dataset",
+        "celeba",
+        "--data-root",
+        str(data),
+        "--model",
+        "vgg-mini",
+        "--image-size",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--pretrained",
+        "no",
+        "--no-progress",
+        "--out",
+        str(root / out),
+        *extra,
+    ]
     assert main(argv) == 0
     return root / out
 
@@ -72,12 +90,24 @@ def test_val_fraction_reaches_trainer_analysis_and_app(tmp_path: Path, monkeypat
 @pytest.mark.parametrize(
     ("info", "spec"),
     [
-        ({"config": {"dataset": "mnist", "image_size": 224, "model": "fcnn3"}}, InputSpec(28, False, "L")),
-        ({"config": {"dataset": "synthfaces", "image_size": 32, "model": "vgg-mini"}}, InputSpec(32, True, "RGB")),
-        ({"dataset": "imported", "model": "vgg-mini", "config": {"model": "vgg-mini"}}, InputSpec(64, True, "RGB")),
-        ({"dataset": "imported", "model": "vgg19", "config": {"model": "vgg19"}}, InputSpec(224, True, "RGB")),
+        (
+            {"config": {"dataset": "mnist", "image_size": 224, "model": "fcnn3"}},
+            InputSpec(28, False, "L"),
+        ),
+        (
+            {"config": {"dataset": "synthfaces", "image_size": 32, "model": "vgg-mini"}},
+            InputSpec(32, True, "RGB"),
+        ),
+        (
+            {"dataset": "imported", "model": "vgg-mini", "config": {"model": "vgg-mini"}},
+            InputSpec(64, True, "RGB"),
+        ),
+        (
+            {"dataset": "imported", "model": "vgg19", "config": {"model": "vgg19"}},
+            InputSpec(224, True, "RGB"),
+        ),
     ],
-)  # fmt: skip
+)
 def test_input_spec(info: dict, spec: InputSpec) -> None:
     assert input_spec(info) == spec
 
@@ -94,10 +124,20 @@ def test_capabilities() -> None:
 
 
 def test_dataset_kwargs_carry_every_field_that_shapes_a_split() -> None:
-    cfg = {"dataset": "celeba", "data_root": "/d", "attributes": ["Male"], "image_size": 48,
-           "val_fraction": 0.3, "synth_train": 99}  # fmt: skip
-    assert dataset_kwargs(cfg, "val") == {"root": "/d", "attributes": ["Male"], "image_size": 48,
-                                          "val_fraction": 0.3}  # fmt: skip
+    cfg = {
+        "dataset": "celeba",
+        "data_root": "/d",
+        "attributes": ["Male"],
+        "image_size": 48,
+        "val_fraction": 0.3,
+        "synth_train": 99,
+    }
+    assert dataset_kwargs(cfg, "val") == {
+        "root": "/d",
+        "attributes": ["Male"],
+        "image_size": 48,
+        "val_fraction": 0.3,
+    }
     synth = dict(cfg, dataset="synthfaces")
     assert dataset_kwargs(synth, "train")["num_samples"] == 99
     assert "num_samples" not in dataset_kwargs(synth, "val")

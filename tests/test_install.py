@@ -43,28 +43,81 @@ def test_pip_install_gives_a_working_cli(tmp_path: Path) -> None:
     pytest.importorskip("setuptools")
     pytest.importorskip("packaging")
     src = tmp_path / "src"  # a copy: building must not write into the checkout
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "checkpoints", "tests", "benchmarks", "docs", "app", "build", "*.egg-info",
-        "__pycache__", ".fxcore-cache", "study"))  # fmt: skip
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".venv",
+            ".git",
+            "checkpoints",
+            "tests",
+            "benchmarks",
+            "docs",
+            "app",
+            "build",
+            "*.egg-info",
+            "__pycache__",
+            ".fxcore-cache",
+            "study",
+        ),
+    )
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
-                   timeout=120)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
+    )
     py = venv / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                          capture_output=True, text=True, check=True, env=env).stdout.strip()  # fmt: skip
+    site = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout.strip()
     (Path(site) / "installed.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--no-index", str(src)],
-                   check=True, timeout=300, env=env, cwd=tmp_path)  # fmt: skip
-    where = subprocess.run([str(py), "-c", "import fxcore; print(fxcore.__file__)"],
-                           capture_output=True, text=True, check=True, env=env, cwd=tmp_path)  # fmt: skip
+    subprocess.run(
+        [
+            str(py),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            str(src),
+        ],
+        check=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    where = subprocess.run(
+        [str(py), "-c", "import fxcore; print(fxcore.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=tmp_path,
+    )
     assert str(venv) in where.stdout, where.stdout  # the installed copy, not the checkout
-    out = subprocess.run([str(py), "-m", "fxcore", "--help"], capture_output=True, text=True,
-                         env=env, cwd=tmp_path, timeout=120)  # fmt: skip
+    out = subprocess.run(
+        [str(py), "-m", "fxcore", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "train" in out.stdout and "compare" in out.stdout
-    deps = subprocess.run([str(py), "-c", CHECK_DEPS], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=120)  # fmt: skip
+    deps = subprocess.run(
+        [str(py), "-c", CHECK_DEPS],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert deps.returncode == 0, deps.stderr
     assert deps.stdout.strip() == "missing: []", deps.stdout

@@ -45,9 +45,18 @@ def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def mnist_cfg(mnist_dir: Path, epochs: int) -> TrainConfig:
-    return TrainConfig(dataset="mnist", data_root=str(mnist_dir), attributes=["digit"],
-                       model="fcnn3", epochs=epochs, batch_size=16, loss="mse", pretrained="no",
-                       progress=False, max_train=48)  # fmt: skip
+    return TrainConfig(
+        dataset="mnist",
+        data_root=str(mnist_dir),
+        attributes=["digit"],
+        model="fcnn3",
+        epochs=epochs,
+        batch_size=16,
+        loss="mse",
+        pretrained="no",
+        progress=False,
+        max_train=48,
+    )
 
 
 # ---------------------------------------------------------------- progress.json
@@ -87,8 +96,12 @@ def test_writer_throttles_and_rank_other_than_0_writes_nothing(tmp_path: Path) -
 
 
 def test_states_stale_by_time_and_by_dead_pid() -> None:
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     dead = int(proc.stdout)
     now = 1_000_000.0
     here = Progress(state="running", updated=now - 5, host="this-host", pid=os.getpid())
@@ -109,9 +122,17 @@ def test_unreadable_progress_is_none(tmp_path: Path) -> None:
 
 
 def test_resume_command_reproduces_the_config(tmp_path: Path) -> None:
-    cfg = TrainConfig(dataset="synthfaces", attributes=["Smiling", "Male"], model="vgg-mini",
-                      image_size=32, epochs=7, channels_last=True, progress=False,
-                      data_root=str(tmp_path / "my data"), max_val=9)  # fmt: skip
+    cfg = TrainConfig(
+        dataset="synthfaces",
+        attributes=["Smiling", "Male"],
+        model="vgg-mini",
+        image_size=32,
+        epochs=7,
+        channels_last=True,
+        progress=False,
+        data_root=str(tmp_path / "my data"),
+        max_val=9,
+    )
     cmd = shlex.split(train_command(asdict(cfg), tmp_path / "exp"))
     assert cmd[:4] == ["python", "-m", "fxcore", "train"]
     args = build_parser().parse_args(cmd[3:])
@@ -242,8 +263,14 @@ def test_killed_trainer_is_shown_stopped_with_its_resume_command(
     args = shlex.split(cmd)
     assert args[:3] == ["python", "-m", "fxcore"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    subprocess.run([sys.executable, *args[1:]], cwd=tmp_path, env=env, check=True,
-                   capture_output=True, timeout=300)  # fmt: skip
+    subprocess.run(
+        [sys.executable, *args[1:]],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert read_progress(out).state == "finished"
     assert load_experiment(out).runs[0].epochs() == [0, 1, 2, 3]
 

@@ -16,8 +16,9 @@ from fxcore.config import TrainConfig
 from fxcore.errors import CheckpointError, TrainingInterrupted
 from fxcore.train import train
 
-TINY = replace(TINY_SYNTH, epochs=2, seed=3, synth_train=40, max_val=16, augment="off",
-               lr_schedule="cosine")  # fmt: skip
+TINY = replace(
+    TINY_SYNTH, epochs=2, seed=3, synth_train=40, max_val=16, augment="off", lr_schedule="cosine"
+)
 
 
 def test_lr_at_follows_a_half_cosine_over_the_epochs() -> None:

@@ -136,9 +136,12 @@ def test_zarr_zip_reader_roundtrip(tmp_path: Path) -> None:
     path2 = tmp_path / "gzip.zarr.zip"
     store = zarr.storage.ZipStore(path2, mode="w")
     z = zarr.open_group(store, mode="w").create_array(
-        "test_labels", shape=(2500,), chunks=(1000,), dtype="uint8",
+        "test_labels",
+        shape=(2500,),
+        chunks=(1000,),
+        dtype="uint8",
         compressors=[zarr.codecs.GzipCodec()],
-    )  # fmt: skip
+    )
     z[:] = arr[:, 5, 5]
     store.close()
     np.testing.assert_array_equal(read_zarr_zip(path2, "test_labels"), arr[:, 5, 5])

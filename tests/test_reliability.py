@@ -52,9 +52,29 @@ TIMING_KEYS = {"seconds", "images_per_s"}  # the only metrics that may differ be
 
 
 def train_args(data: Path, out: Path, epochs: int = EPOCHS) -> list[str]:
-    return ["train", "--dataset", "mnist", "--data-root", str(data), "--attributes", *ATTRS,
-            "--model", "fcnn3", "--epochs", str(epochs), "--batch-size", "16", "--lr", "0.001",
-            "--pretrained", "no", "--workers", "0", "--out", str(out)]  # fmt: skip
+    return [
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-root",
+        str(data),
+        "--attributes",
+        *ATTRS,
+        "--model",
+        "fcnn3",
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.001",
+        "--pretrained",
+        "no",
+        "--workers",
+        "0",
+        "--out",
+        str(out),
+    ]
 
 
 def train_cmd(data: Path, out: Path) -> list[str]:
@@ -164,8 +184,14 @@ class Watched:
         # A shell starts background jobs with SIGINT ignored, and Python keeps an ignored SIGINT
         # ignored: restore the default so Ctrl-C reaches the trainer however pytest was started
         # (e.g. `make test &` or `nohup`), as it does for a user at a terminal.
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, preexec_fn=_default_sigint)  # fmt: skip
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=_default_sigint,
+        )
         assert self.proc.stderr is not None
         os.set_blocking(self.proc.stderr.fileno(), False)
         self.err = bytearray()
@@ -273,8 +299,9 @@ def plan_kill(rng: random.Random, done: int, kind: str | None = None) -> tuple[s
     if kind is None and done < 0:
         kind = rng.choice(["startup", "init", "init"])
     elif kind is None:
-        kind = rng.choice(["startup", "rollback", "batch", "batch", "write", "write", "write",
-                           "between"])  # fmt: skip
+        kind = rng.choice(
+            ["startup", "rollback", "batch", "batch", "write", "write", "write", "between"]
+        )
     k = min(EPOCHS, done + 1 + rng.choice([0, 0, 1]))
     attr = rng.choice(ATTRS)
     if kind == "startup":  # interpreter start, torch import, data loading, resume rollback
@@ -294,8 +321,11 @@ def plan_kill(rng: random.Random, done: int, kind: str | None = None) -> tuple[s
 def snapshot(out: Path) -> list[tuple[str, int, int]]:
     if not out.is_dir():
         return []
-    return sorted((str(p.relative_to(out)), p.stat().st_size, p.stat().st_mtime_ns)
-                  for p in out.rglob("*") if p.is_file() and PROGRESS_FILE not in p.name)  # fmt: skip
+    return sorted(
+        (str(p.relative_to(out)), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in out.rglob("*")
+        if p.is_file() and PROGRESS_FILE not in p.name
+    )
 
 
 def classify(out: Path, rows: dict[str, int], before: list, stderr: str) -> str:
@@ -329,8 +359,13 @@ def first_epoch_trained(stderr: str) -> int | None:
 # ---------------------------------------------------------------- SIGKILL chain
 
 
-def kill_chain(mnist_dir: Path, reference: Path, tmp_path: Path, kill_points: int,
-               kinds: list[str] | None = None) -> None:  # fmt: skip
+def kill_chain(
+    mnist_dir: Path,
+    reference: Path,
+    tmp_path: Path,
+    kill_points: int,
+    kinds: list[str] | None = None,
+) -> None:
     """SIGKILL the resumed trainer ``kill_points`` times (at ``kinds`` in turn, else seeded
     choices), checking the files after every kill; the chain must end bit-identical."""
     rng = random.Random(KILL_SEED)
@@ -394,8 +429,11 @@ def test_sigint_saves_consistent_state_and_says_how_to_resume(
 ) -> None:
     out = tmp_path / "exp"
     # Mid-epoch; while run 2 writes its optimizer state; right after run 1's metrics row.
-    plans = [(epoch_started(2), 0.012), (file_appears(ATTRS[1], "optim_004"), 0.0005),
-             (rows_reach(ATTRS[0], 5), 0.0)][:n_plans]  # fmt: skip
+    plans = [
+        (epoch_started(2), 0.012),
+        (file_appears(ATTRS[1], "optim_004"), 0.0005),
+        (rows_reach(ATTRS[0], 5), 0.0),
+    ][:n_plans]
     last_done = -1
     for k, (ready, delay) in enumerate(plans):
         for _attempt in range(5):
@@ -496,12 +534,19 @@ def inject_fault(monkeypatch: pytest.MonkeyPatch, kind: str, nth: int) -> list[i
 # optim_000, epoch_000 of run 1, 6-8 the same for run 2, then per epoch and run: optim, epoch,
 # metrics row (epoch 1: 9-14, epoch 2: 15-20, epoch 3: 21-26).
 FAULTS = [("enospc", n) for n in (1, 2, 5, 9, 10, 11, 13, 14, 21, 26)] + [
-    ("erofs", 1), ("erofs", 4), ("erofs", 16), ("eio", 3), ("eio", 19),
-]  # fmt: skip
+    ("erofs", 1),
+    ("erofs", 4),
+    ("erofs", 16),
+    ("eio", 3),
+    ("eio", 19),
+]
 # make test: the folder check, a checkpoint write, a run.json/epoch write, a final rename.
 QUICK_FAULTS = {("enospc", 1), ("enospc", 10), ("erofs", 16), ("eio", 19)}
-REASONS = {"enospc": "No space left on device", "erofs": "Read-only file system",
-           "eio": "Input/output error"}  # fmt: skip
+REASONS = {
+    "enospc": "No space left on device",
+    "erofs": "Read-only file system",
+    "eio": "Input/output error",
+}
 
 
 @pytest.mark.parametrize(
@@ -509,9 +554,14 @@ REASONS = {"enospc": "No space left on device", "erofs": "Read-only file system"
     [f if f in QUICK_FAULTS else pytest.param(*f, marks=pytest.mark.reliability) for f in FAULTS],
 )
 def test_full_or_read_only_disk_gives_one_error_line_and_resumes(
-    kind: str, nth: int, mnist_dir: Path, reference: Path, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+    kind: str,
+    nth: int,
+    mnist_dir: Path,
+    reference: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     out = tmp_path / "exp"
     args = [*train_args(mnist_dir, out, epochs=3), "--no-progress"]
     with monkeypatch.context() as m:
@@ -538,9 +588,13 @@ def test_full_or_read_only_disk_gives_one_error_line_and_resumes(
 
 
 @pytest.mark.parametrize("case", ["file", "under_file", "unwritable"])
-def test_unusable_output_path(case: str, mnist_dir: Path, tmp_path: Path,
-                              capsys: pytest.CaptureFixture[str],
-                              request: pytest.FixtureRequest) -> None:  # fmt: skip
+def test_unusable_output_path(
+    case: str,
+    mnist_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
+) -> None:
     """Real (not simulated) bad --out paths: one error line before any data is loaded."""
     target = tmp_path / "target"
     target.write_text("not a folder")
@@ -585,8 +639,19 @@ def test_concurrent_explain_on_shared_models_matches_single_user(tiny_root: Path
     jobs = [(e, i, layers[(e + i) % len(layers)]) for e in epochs for i in range(len(x))]
 
     def flat(views) -> list:
-        return [(v.run, v.probability, v.logit, v.channel_mean, v.top_channels, v.top_maps,
-                 v.cam_positive, v.cam_negative) for v in views]  # fmt: skip
+        return [
+            (
+                v.run,
+                v.probability,
+                v.logit,
+                v.channel_mean,
+                v.top_channels,
+                v.top_maps,
+                v.cam_positive,
+                v.cam_negative,
+            )
+            for v in views
+        ]
 
     expected = {job: flat(explain(models[job[0]], x[job[1] : job[1] + 1], job[2])) for job in jobs}
     results: dict[tuple, list] = {}

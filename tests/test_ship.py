@@ -24,8 +24,11 @@ def pair(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     base = tmp_path_factory.mktemp("ship")
     full, half = base / "f32" / "tiny-synth", base / "f16" / "tiny-synth"
     for dst in (full, half):
-        shutil.copytree(tiny_root / "tiny-synth", dst,
-                        ignore=shutil.ignore_patterns(".fxcore-cache", "evaluations"))  # fmt: skip
+        shutil.copytree(
+            tiny_root / "tiny-synth",
+            dst,
+            ignore=shutil.ignore_patterns(".fxcore-cache", "evaluations"),
+        )
     res = ship_experiment(half)
     assert res["files"] == 8 and res["bytes_after"] < 0.5 * res["bytes_before"]
     assert ship_experiment(half)["files"] == 0  # idempotent

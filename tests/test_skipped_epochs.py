@@ -34,8 +34,20 @@ def test_stats_names_the_skipped_epoch_and_lists_the_epochs_used(
     damaged: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "s.npz"
-    args = ["stats", "exp", "--root", str(damaged), "--run", "Smiling",
-            "--layer", "features.0.weight", "--epochs", "0:2", "--out", str(out)]  # fmt: skip
+    args = [
+        "stats",
+        "exp",
+        "--root",
+        str(damaged),
+        "--run",
+        "Smiling",
+        "--layer",
+        "features.0.weight",
+        "--epochs",
+        "0:2",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     cap = capsys.readouterr()
     (line,) = warnings_of(cap.err)
@@ -66,14 +78,23 @@ def test_compare_and_figures_warn_and_explain_refuses_the_damaged_epoch(
     assert main(["compare", *common, "--probe", "8", "--strict"]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: ")
 
-    assert main(["figures", *common, "--probe", "8", "--out", str(tmp_path / "fig"),
-                 "--strict"]) == 1  # fmt: skip
+    assert (
+        main(["figures", *common, "--probe", "8", "--out", str(tmp_path / "fig"), "--strict"]) == 1
+    )
     assert "epoch 1 of run Smiling" in capsys.readouterr().err
 
     image = tmp_path / "face.png"
     Image.new("RGB", (64, 64), (200, 150, 120)).save(image)
-    explain = ["explain", *common, "--image", str(image), "--layer", "features.0",
-               "--out", str(tmp_path / "ex")]  # fmt: skip
+    explain = [
+        "explain",
+        *common,
+        "--image",
+        str(image),
+        "--layer",
+        "features.0",
+        "--out",
+        str(tmp_path / "ex"),
+    ]
     assert main([*explain, "--epoch", "1"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "epoch 1 of run Smiling cannot be used" in err[0], err

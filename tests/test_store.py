@@ -49,12 +49,29 @@ def test_trainer_and_importer_write_through_the_store(tmp_path: Path, monkeypatc
     importer.import_run(src, "vgg-mini", tmp_path / "imported" / "Smiling")
 
     kinds = [c[0] for c in calls]
-    assert kinds == ["create_experiment", "create_run", "write_epoch", "write_epoch",  # trainer
-                     "write_epoch", "write_epoch", "create_run", "add_run"]  # importer  # fmt: skip
+    assert kinds == [
+        "create_experiment",
+        "create_run",
+        "write_epoch",
+        "write_epoch",  # trainer
+        "write_epoch",
+        "write_epoch",
+        "create_run",
+        "add_run",
+    ]  # importer
     a = load_experiment(trained).run("Smiling")
     b = load_experiment(tmp_path / "imported").run("Smiling")
-    shared = {"format", "experiment", "run", "attribute", "model", "dataset", "num_outputs",
-              "config", "tensors"}  # fmt: skip
+    shared = {
+        "format",
+        "experiment",
+        "run",
+        "attribute",
+        "model",
+        "dataset",
+        "num_outputs",
+        "config",
+        "tensors",
+    }
     assert shared <= a.info.keys() and shared <= b.info.keys()
     assert list(a.info["tensors"]) == list(b.info["tensors"])  # model order in both
     for run in (a, b):
@@ -68,8 +85,14 @@ def test_trainer_and_importer_write_through_the_store(tmp_path: Path, monkeypatc
 def test_only_the_store_writes_store_files() -> None:
     """No module but checkpoints/resume/optim_state calls the raw writers of the store's files
     (analysis writes its cache files, progress its progress.json, eval_store its evaluations)."""
-    allowed = {"checkpoints.py", "resume.py", "optim_state.py", "analysis.py", "progress.py",
-               "eval_store.py"}  # fmt: skip
+    allowed = {
+        "checkpoints.py",
+        "resume.py",
+        "optim_state.py",
+        "analysis.py",
+        "progress.py",
+        "eval_store.py",
+    }
     for path in sorted(FXCORE.glob("*.py")):
         if path.name in allowed:
             continue

@@ -83,8 +83,10 @@ def test_resume_equals_uninterrupted(tmp_path: Path, tiny_exp: Path) -> None:
     train(TINY, out, resume=True)
     for run in ("Smiling", "Male"):
         for e in (1, 2):
-            _same_files(out / run / f"epoch_{e:03d}.safetensors",
-                        tiny_exp / run / f"epoch_{e:03d}.safetensors")  # fmt: skip
+            _same_files(
+                out / run / f"epoch_{e:03d}.safetensors",
+                tiny_exp / run / f"epoch_{e:03d}.safetensors",
+            )
         rows = [json.loads(x) for x in (out / run / "metrics.jsonl").read_text().splitlines()]
         assert [r["epoch"] for r in rows] == [1, 2]
 

@@ -88,8 +88,9 @@ def test_probe_accuracy_equals_the_trainer_validation_accuracy(exp_dir: Path, re
             assert lo <= v <= hi
 
 
-def test_compare_is_cached_and_the_cli_prints_both_comparisons(exp_dir: Path, result, capsys,
-                                                              monkeypatch) -> None:  # fmt: skip
+def test_compare_is_cached_and_the_cli_prints_both_comparisons(
+    exp_dir: Path, result, capsys, monkeypatch
+) -> None:
     def fail(*_a, **_k):
         raise AssertionError("recomputed although cached")
 

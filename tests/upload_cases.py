@@ -68,8 +68,12 @@ def png_chunk(kind: bytes, body: bytes) -> bytes:
 
 def png_claiming(width: int, height: int, bit_depth: int = 8, colour: int = 2) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)
-            + png_chunk(b"IDAT", zlib.compress(b"\x00" * 256)) + png_chunk(b"IEND", b""))  # fmt: skip
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", zlib.compress(b"\x00" * 256))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def gif_claiming(width: int, height: int) -> bytes:
@@ -101,9 +105,17 @@ def webp_claiming(width: int, height: int) -> bytes:
 
 
 def tiff_claiming(width: int, height: int) -> bytes:
-    entries = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 8), (259, 3, 1, 1),
-               (262, 3, 1, 1), (273, 4, 1, 8), (277, 3, 1, 1), (278, 4, 1, height),
-               (279, 4, 1, min(width * height, 2**32 - 1))]  # fmt: skip
+    entries = [
+        (256, 4, 1, width),
+        (257, 4, 1, height),
+        (258, 3, 1, 8),
+        (259, 3, 1, 1),
+        (262, 3, 1, 1),
+        (273, 4, 1, 8),
+        (277, 3, 1, 1),
+        (278, 4, 1, height),
+        (279, 4, 1, min(width * height, 2**32 - 1)),
+    ]
     ifd = struct.pack("<H", len(entries)) + b"".join(
         struct.pack("<HHII", tag, typ, n, val) for tag, typ, n, val in entries
     )
@@ -117,10 +129,16 @@ def with_exif_orientation(img: Image.Image, orientation: int, fmt: str, **kw: ob
 
 
 # The stored pixels for EXIF orientation k: the inverse of what exif_transpose applies.
-_STORE = {1: [], 2: [Image.Transpose.FLIP_LEFT_RIGHT], 3: [Image.Transpose.ROTATE_180],
-          4: [Image.Transpose.FLIP_TOP_BOTTOM], 5: [Image.Transpose.TRANSPOSE],
-          6: [Image.Transpose.ROTATE_90], 7: [Image.Transpose.TRANSVERSE],
-          8: [Image.Transpose.ROTATE_270]}  # fmt: skip
+_STORE = {
+    1: [],
+    2: [Image.Transpose.FLIP_LEFT_RIGHT],
+    3: [Image.Transpose.ROTATE_180],
+    4: [Image.Transpose.FLIP_TOP_BOTTOM],
+    5: [Image.Transpose.TRANSPOSE],
+    6: [Image.Transpose.ROTATE_90],
+    7: [Image.Transpose.TRANSVERSE],
+    8: [Image.Transpose.ROTATE_270],
+}
 
 
 def valid_images() -> list[Case]:
@@ -156,7 +174,7 @@ def valid_images() -> list[Case]:
             encode(gray.convert("1"), "PNG"),
             "ok",
             gray.convert("1").convert("RGB"),
-        ),  # fmt: skip
+        ),
         Case("valid", "jpeg-rgb", encode(rgb, "JPEG", quality=95), "ok", rgb, 0.35),
         Case(
             "valid",
@@ -165,11 +183,11 @@ def valid_images() -> list[Case]:
             "ok",
             rgb,
             0.35,
-        ),  # fmt: skip
+        ),
         Case("valid", "jpeg-l", encode(gray, "JPEG", quality=95), "ok", gray.convert("RGB"), 0.35),
         Case(
             "valid", "jpeg-cmyk", encode(cmyk, "JPEG", quality=95), "ok", cmyk.convert("RGB"), 0.35
-        ),  # fmt: skip
+        ),
         Case("valid", "webp-lossless", encode(rgb, "WEBP", lossless=True), "ok", rgb),
         Case("valid", "webp-lossy", encode(rgb, "WEBP", quality=95), "ok", rgb, 0.5),
         Case("valid", "webp-rgba", encode(rgba, "WEBP", lossless=True), "ok", on_white),
@@ -180,7 +198,7 @@ def valid_images() -> list[Case]:
             anim_gif.getvalue(),
             "ok",
             Image.open(io.BytesIO(anim_gif.getvalue())).convert("RGB"),
-        ),  # fmt: skip
+        ),
         Case("valid", "webp-animated", anim_webp.getvalue(), "ok", frames[0]),
         Case("valid", "bmp-rgb", encode(g, "BMP"), "ok", g),
         Case("valid", "tiff-rgb", encode(g, "TIFF"), "ok", g),
@@ -199,11 +217,25 @@ def exif_cases() -> list[Case]:
         stored = upright
         for op in ops:
             stored = stored.transpose(op)
-        cases.append(Case("exif", f"png-orientation-{k}",
-                          with_exif_orientation(stored, k, "PNG"), "ok", upright))  # fmt: skip
-        cases.append(Case("exif", f"jpeg-orientation-{k}",
-                          with_exif_orientation(stored, k, "JPEG", quality=95), "ok", upright,
-                          0.35))  # fmt: skip
+        cases.append(
+            Case(
+                "exif",
+                f"png-orientation-{k}",
+                with_exif_orientation(stored, k, "PNG"),
+                "ok",
+                upright,
+            )
+        )
+        cases.append(
+            Case(
+                "exif",
+                f"jpeg-orientation-{k}",
+                with_exif_orientation(stored, k, "JPEG", quality=95),
+                "ok",
+                upright,
+                0.35,
+            )
+        )
     return cases
 
 
@@ -226,8 +258,17 @@ def mutations(base: list[Case], rng: random.Random) -> list[Case]:
 
 
 def random_bytes(rng: random.Random) -> list[Case]:
-    magics = [b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"RIFF\x00\x00\x00\x00WEBPVP8 ",
-              b"BM", b"II*\x00", b"MM\x00*", b"P6\n", b"\x00\x00\x00\x1cftypavif"]  # fmt: skip
+    magics = [
+        b"\x89PNG\r\n\x1a\n",
+        b"\xff\xd8\xff\xe0",
+        b"GIF89a",
+        b"RIFF\x00\x00\x00\x00WEBPVP8 ",
+        b"BM",
+        b"II*\x00",
+        b"MM\x00*",
+        b"P6\n",
+        b"\x00\x00\x00\x1cftypavif",
+    ]
     cases = [Case("random", "empty", b"", "reject")]
     for i in range(20):
         size = rng.choice([1, 7, 64, 512, 4096, 65536])
@@ -285,7 +326,7 @@ def tiny_and_thin() -> list[Case]:
             encode(photo(8, 8).quantize(16), "GIF"),
             "ok",
             photo(8, 8).quantize(16).convert("RGB"),
-        ),  # fmt: skip
+        ),
         Case("tiny", "webp-2x2", encode(Image.new("RGB", (2, 2)), "WEBP"), "reject"),
         Case("tiny", "jpeg-1x4000", encode(Image.new("RGB", (1, 4000)), "JPEG"), "reject"),
         Case("tiny", "png-10000x8", encode(photo(10000, 8), "PNG"), "ok", photo(10000, 8)),
@@ -295,15 +336,22 @@ def tiny_and_thin() -> list[Case]:
             encode(Image.new("1", (8, 10000), 1), "PNG"),
             "ok",
             Image.new("RGB", (8, 10000), (255, 255, 255)),
-        ),  # fmt: skip
+        ),
     ]
 
 
 def all_cases() -> list[Case]:
     rng = random.Random(SEED)
     base = valid_images()
-    return [*base, *exif_cases(), *mutations(base, rng), *random_bytes(rng), *bombs(),
-            *tiny_and_thin(), *big_but_allowed()]  # fmt: skip
+    return [
+        *base,
+        *exif_cases(),
+        *mutations(base, rng),
+        *random_bytes(rng),
+        *bombs(),
+        *tiny_and_thin(),
+        *big_but_allowed(),
+    ]
 
 
 def _rss_mb() -> float:

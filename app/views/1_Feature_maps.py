@@ -20,8 +20,11 @@ from fxcore.stats import tile_grid
 
 SOURCES = ("Sample from the dataset", "Upload a photo")
 # Upload framing -> (crop_face, align) of fxcore.faces.prepare_upload.
-FRAMINGS = {"Align like CelebA": (True, True), "Face crop": (True, False),
-            "Centre crop": (False, False)}  # fmt: skip
+FRAMINGS = {
+    "Align like CelebA": (True, True),
+    "Face crop": (True, False),
+    "Centre crop": (False, False),
+}
 
 
 def choose_image(exp: Experiment) -> tuple[PreparedImage, str, str] | None:
@@ -32,26 +35,33 @@ def choose_image(exp: Experiment) -> tuple[PreparedImage, str, str] | None:
     source = st.radio("Image", SOURCES if has_data else SOURCES[1:], horizontal=True, key="fm_src")
     if source == SOURCES[0]:
         n = len(cache.dataset(cfg, "val"))
-        index = int(st.number_input(f"Validation image (0–{n - 1})", 0, max(0, n - 1), 0,
-                                    key="fm_index"))  # fmt: skip
+        index = int(
+            st.number_input(f"Validation image (0–{n - 1})", 0, max(0, n - 1), 0, key="fm_index")
+        )
         s = cache.sample(cfg, index)
         labels = ", ".join(f"{k}={v:g}" for k, v in s.labels.items())
         return prepare_upload(s.image, size, normalize, mode=mode), f"val:{index}", labels
     c1, c2 = st.columns([3, 1])
-    upload = c1.file_uploader("Face photo (JPEG, PNG or WebP)", type=ui.UPLOAD_TYPES,
-                              key="fm_upload")  # fmt: skip
-    framing = c2.radio("Framing", list(FRAMINGS), key="fm_framing",
-                       help="Align: find the face and its landmarks and warp it into CelebA's aligned "
-                            "framing (as the training images were made). Face crop: frame the "
-                            "face box only. The input actually fed to the models is shown on the "
-                            "left.")  # fmt: skip
+    upload = c1.file_uploader(
+        "Face photo (JPEG, PNG or WebP)", type=ui.UPLOAD_TYPES, key="fm_upload"
+    )
+    framing = c2.radio(
+        "Framing",
+        list(FRAMINGS),
+        key="fm_framing",
+        help="Align: find the face and its landmarks and warp it into CelebA's aligned "
+        "framing (as the training images were made). Face crop: frame the "
+        "face box only. The input actually fed to the models is shown on the "
+        "left.",
+    )
     if upload is None:
         st.info("Upload a face photo to compare the two models on it.")
         return None
     data = upload.getvalue()
     crop, align = FRAMINGS[framing]
-    prepared, error = ui.prepare_image(data, size, normalize, crop_face=crop, mode=mode,
-                                       align=align)  # fmt: skip
+    prepared, error = ui.prepare_image(
+        data, size, normalize, crop_face=crop, mode=mode, align=align
+    )
     if error:
         st.error(error)
         return None
@@ -63,7 +73,7 @@ def choose_image(exp: Experiment) -> tuple[PreparedImage, str, str] | None:
                 caption="Upload with its face box and five points, aligned from "
                 + ALIGN_METHODS[prepared.align_method],
             )
-            b.image(prepared.aligned, caption="Aligned to CelebA's 178×218 framing")  # fmt: skip
+            b.image(prepared.aligned, caption="Aligned to CelebA's 178×218 framing")
     key = f"{hashlib.sha256(data).hexdigest()}:{framing}"
     return prepared, key, f"{upload.name}: {prepared.message}"
 
@@ -88,8 +98,14 @@ def region_shares(view: ModelView, masks: dict[str, np.ndarray]) -> str:
     )
 
 
-def render(runs: list[Run], views: list[ModelView], image: np.ndarray, shared: bool,
-           negative: bool, masks: dict[str, np.ndarray] | None = None) -> None:  # fmt: skip
+def render(
+    runs: list[Run],
+    views: list[ModelView],
+    image: np.ndarray,
+    shared: bool,
+    negative: bool,
+    masks: dict[str, np.ndarray] | None = None,
+) -> None:
     cm = map_ranges([v.channel_mean for v in views], shared)
     top = map_ranges([v.top_maps for v in views], shared)
     pos = map_ranges([v.cam_positive for v in views], shared)
@@ -97,24 +113,45 @@ def render(runs: list[Run], views: list[ModelView], image: np.ndarray, shared: b
     for i, (col, run, view) in enumerate(zip(st.columns(len(views), gap="large"), runs, views)):
         with col:
             st.subheader(ui.run_label(i, run))
-            st.metric(f"P({run.attribute})", f"{view.probability:.3f}",
-                      help=f"sigmoid of the logit {view.logit:+.3f}")  # fmt: skip
+            st.metric(
+                f"P({run.attribute})",
+                f"{view.probability:.3f}",
+                help=f"sigmoid of the logit {view.logit:+.3f}",
+            )
             if masks and (text := region_shares(view, masks)):
                 st.caption(text)
-            pics = [(overlay(image, view.channel_mean, *cm[i]), "Channel-mean activation"),
-                    (overlay(image, view.cam_positive, *pos[i]),
-                     f"Grad-CAM: evidence for {run.attribute}")]  # fmt: skip
+            pics = [
+                (overlay(image, view.channel_mean, *cm[i]), "Channel-mean activation"),
+                (
+                    overlay(image, view.cam_positive, *pos[i]),
+                    f"Grad-CAM: evidence for {run.attribute}",
+                ),
+            ]
             if negative:
-                pics.append((overlay(image, view.cam_negative, *neg[i]),
-                             f"Grad-CAM: evidence against {run.attribute}"))  # fmt: skip
+                pics.append(
+                    (
+                        overlay(image, view.cam_negative, *neg[i]),
+                        f"Grad-CAM: evidence against {run.attribute}",
+                    )
+                )
             for sub, (pic, caption) in zip(st.columns(len(pics)), pics):
                 sub.image(ui.upscale(pic), caption=caption, width="stretch")
-            fig = ui.heatmap_figure(view.channel_mean, zmin=cm[i][0], zmax=cm[i][1], square=True,
-                                    colorscale="Jet", title="Channel mean (input pixels)",
-                                    height=320, value_name="activation")  # fmt: skip
+            fig = ui.heatmap_figure(
+                view.channel_mean,
+                zmin=cm[i][0],
+                zmax=cm[i][1],
+                square=True,
+                colorscale="Jet",
+                title="Channel mean (input pixels)",
+                height=320,
+                value_name="activation",
+            )
             st.plotly_chart(fig, key=f"fm_cm_{i}")
-            st.image(tiles(view, *top[i]), caption=f"Top {len(view.top_channels)} channels "
-                     f"(by mean activation): {view.top_channels}")  # fmt: skip
+            st.image(
+                tiles(view, *top[i]),
+                caption=f"Top {len(view.top_channels)} channels "
+                f"(by mean activation): {view.top_channels}",
+            )
 
 
 def main() -> None:
@@ -128,20 +165,34 @@ def main() -> None:
     model = cache.model(runs[0], epoch)
     convs = conv_layers(model)
     if not convs:
-        st.info(f"{runs[0].model} has no convolutional layer, so there are no feature maps or "
-                "Grad-CAM to show. Its first-layer weights, one 28×28 tile per hidden unit, are "
-                "on the Weight statistics page.")  # fmt: skip
-        st.page_link(ui.PAGES["weights"], label="First-layer view (Weight statistics)",
-                     icon=":material/grid_on:")  # fmt: skip
+        st.info(
+            f"{runs[0].model} has no convolutional layer, so there are no feature maps or "
+            "Grad-CAM to show. Its first-layer weights, one 28×28 tile per hidden unit, are "
+            "on the Weight statistics page."
+        )
+        st.page_link(
+            ui.PAGES["weights"],
+            label="First-layer view (Weight statistics)",
+            icon=":material/grid_on:",
+        )
         return
     size = input_spec(exp.info).image_size
     default = cam_layer(model, size)
-    layer = c2.selectbox("Layer", convs, index=convs.index(default), key="fm_layer",
-                         help="Conv layers in forward order; the default is the deepest whose "
-                              "maps are still at least 8 pixels wide.")  # fmt: skip
+    layer = c2.selectbox(
+        "Layer",
+        convs,
+        index=convs.index(default),
+        key="fm_layer",
+        help="Conv layers in forward order; the default is the deepest whose "
+        "maps are still at least 8 pixels wide.",
+    )
     o1, o2, o3 = st.columns(3)
-    shared = o1.toggle("One colour scale for both models", value=True, key="fm_shared",
-                       help="Off: each model's maps are scaled to their own range.")  # fmt: skip
+    shared = o1.toggle(
+        "One colour scale for both models",
+        value=True,
+        key="fm_shared",
+        help="Off: each model's maps are scaled to their own range.",
+    )
     negative = o2.toggle("Show negative Grad-CAM", value=False, key="fm_negative")
     top_k = int(o3.number_input("Top-k channels", 1, 32, 8, key="fm_topk"))
     picked = None

@@ -18,8 +18,10 @@ WINDOW = 256
 def layout_note(shape: tuple[int, ...]) -> str:
     if len(shape) == 4:
         o, i, kh, kw = shape
-        return (f"conv kernel laid out as a {o * kh}×{i * kw} map: row = out-channel×{kh} + kernel "
-                f"row, column = in-channel×{kw} + kernel column")  # fmt: skip
+        return (
+            f"conv kernel laid out as a {o * kh}×{i * kw} map: row = out-channel×{kh} + kernel "
+            f"row, column = in-channel×{kw} + kernel column"
+        )
     if len(shape) == 2:
         return f"row = output unit (0–{shape[0] - 1}), column = input (0–{shape[1] - 1})"
     if len(shape) == 1:
@@ -36,16 +38,30 @@ def map_rows(runs: list[Run], wm, robust: bool) -> None:
         scale = "RdBu_r" if stat == "mean" else "Viridis"
         cols = st.columns(len(names) + (1 if "difference" in maps else 0))
         for i, (label, m) in enumerate(zip(labels, own)):
-            fig = ui.heatmap_figure(m, title=f"{label} — {stat}", zmin=lo, zmax=hi,
-                                    colorscale=scale, block=wm.block, value_name=stat,
-                                    axis_titles=False)  # fmt: skip
+            fig = ui.heatmap_figure(
+                m,
+                title=f"{label} — {stat}",
+                zmin=lo,
+                zmax=hi,
+                colorscale=scale,
+                block=wm.block,
+                value_name=stat,
+                axis_titles=False,
+            )
             cols[i].plotly_chart(fig, key=f"ws_{stat}_{i}")
         if "difference" in maps:
             d = maps["difference"]
             dlo, dhi = ui.symmetric([d], robust)
-            fig = ui.heatmap_figure(d, title=f"L1 − L2 — {stat}", zmin=dlo, zmax=dhi,
-                                    colorscale="RdBu_r", block=wm.block,
-                                    value_name=f"Δ {stat}", axis_titles=False)  # fmt: skip
+            fig = ui.heatmap_figure(
+                d,
+                title=f"L1 − L2 — {stat}",
+                zmin=dlo,
+                zmax=dhi,
+                colorscale="RdBu_r",
+                block=wm.block,
+                value_name=f"Δ {stat}",
+                axis_titles=False,
+            )
             cols[-1].plotly_chart(fig, key=f"ws_{stat}_diff")
 
 
@@ -59,23 +75,39 @@ def zoom(runs: list[Run], key: str, lo: int, hi: int, shape: tuple[int, ...]) ->
     views = [window(m, r0, c0, WINDOW, WINDOW) for m in full]
     (wr, wc) = views[0][1]
     h, w = views[0][0].shape
-    st.caption(f"Rows {wr}–{wr + h - 1}, columns {wc}–{wc + w - 1} at full resolution "
-               f"(one cell = one weight).")  # fmt: skip
+    st.caption(
+        f"Rows {wr}–{wr + h - 1}, columns {wc}–{wc + w - 1} at full resolution "
+        f"(one cell = one weight)."
+    )
     own = [v for v, _ in views]
     lo_, hi_ = ui.symmetric(own) if stat == "mean" else ui.positive(own)
     scale = "RdBu_r" if stat == "mean" else "Viridis"
     diff = len(own) > 1
     cols = st.columns(len(own) + (1 if diff else 0))
     for i, (run, v) in enumerate(zip(runs, own)):
-        fig = ui.heatmap_figure(v, title=ui.run_label(i, run), zmin=lo_, zmax=hi_,
-                                colorscale=scale, origin=(wr, wc), value_name=stat,
-                                axis_titles=False)  # fmt: skip
+        fig = ui.heatmap_figure(
+            v,
+            title=ui.run_label(i, run),
+            zmin=lo_,
+            zmax=hi_,
+            colorscale=scale,
+            origin=(wr, wc),
+            value_name=stat,
+            axis_titles=False,
+        )
         cols[i].plotly_chart(fig, key=f"ws_zoom_{i}")
     if diff:
         d = own[0].astype(np.float32) - own[1]
         dlo, dhi = ui.symmetric([d])
-        fig = ui.heatmap_figure(d, title="L1 − L2", zmin=dlo, zmax=dhi, origin=(wr, wc),
-                                value_name=f"Δ {stat}", axis_titles=False)  # fmt: skip
+        fig = ui.heatmap_figure(
+            d,
+            title="L1 − L2",
+            zmin=dlo,
+            zmax=dhi,
+            origin=(wr, wc),
+            value_name=f"Δ {stat}",
+            axis_titles=False,
+        )
         cols[-1].plotly_chart(fig, key="ws_zoom_diff")
 
 
@@ -83,8 +115,10 @@ def unit_tiles(runs: list[Run], key: str, lo: int, hi: int, shape: tuple[int, ..
     """First-layer weights (hidden, 784) as one 28x28 image per hidden unit (seed Figs 3.3-3.10)."""
     st.subheader("First-layer units as 28×28 images")
     epochs = f"epoch {lo}" if lo == hi else f"epochs {lo}–{hi}"
-    st.caption(f"Each tile is the {shape[1]} input weights of one of the {shape[0]} hidden units, "
-               f"laid out like the input digit; {epochs}. Tiles are in unit order, row-major.")  # fmt: skip
+    st.caption(
+        f"Each tile is the {shape[1]} input weights of one of the {shape[0]} hidden units, "
+        f"laid out like the input digit; {epochs}. Tiles are in unit order, row-major."
+    )
     c1, c2 = st.columns(2)
     per_unit = c1.toggle("Normalise each unit to its own range", value=False, key="ws_tile_norm")
     stat = c2.radio("Statistic", ("mean", "variance"), horizontal=True, key="ws_tile_stat")
@@ -93,20 +127,31 @@ def unit_tiles(runs: list[Run], key: str, lo: int, hi: int, shape: tuple[int, ..
         m = cache.mean_var(run, key, lo, hi)[0 if stat == "mean" else 1]
         grid = tile_grid(mnist_unit_tiles(m), normalize=per_unit)
         lo_, hi_ = ui.symmetric([grid]) if stat == "mean" else ui.positive([grid])
-        fig = ui.heatmap_figure(grid, title=f"{ui.run_label(i, run)} — {stat}", zmin=lo_,
-                                zmax=hi_, colorscale="RdBu_r" if stat == "mean" else "Viridis",
-                                square=True, height=640, value_name=stat,
-                                axis_titles=False)  # fmt: skip
-        fig.update_traces(customdata=tile_index(grid.shape, shape[0], side=28),
-                          hovertemplate=f"unit %{{customdata}}<br>{stat} %{{z:.4g}}<extra></extra>")  # fmt: skip
+        fig = ui.heatmap_figure(
+            grid,
+            title=f"{ui.run_label(i, run)} — {stat}",
+            zmin=lo_,
+            zmax=hi_,
+            colorscale="RdBu_r" if stat == "mean" else "Viridis",
+            square=True,
+            height=640,
+            value_name=stat,
+            axis_titles=False,
+        )
+        fig.update_traces(
+            customdata=tile_index(grid.shape, shape[0], side=28),
+            hovertemplate=f"unit %{{customdata}}<br>{stat} %{{z:.4g}}<extra></extra>",
+        )
         cols[i].plotly_chart(fig, key=f"ws_tiles_{i}")
 
 
 def main() -> None:
     st.title("Weight statistics")
-    st.caption("Per-weight mean and population variance over the chosen epochs, for each model "
-               "and their difference. One colour scale per row: L1 and L2 share it; the "
-               "difference is centred on zero.")  # fmt: skip
+    st.caption(
+        "Per-weight mean and population variance over the chosen epochs, for each model "
+        "and their difference. One colour scale per row: L1 and L2 share it; the "
+        "difference is centred on zero."
+    )
     exp = ui.current_experiment()
     runs = ui.pick_runs(exp, "ws")
     epochs = ui.epochs_or_stop(runs)
@@ -114,25 +159,41 @@ def main() -> None:
     shapes = runs[0].shapes
     default = next((k for k in keys if k.endswith("weight") and len(shapes[k]) >= 2), keys[0])
     c1, c2 = st.columns([2, 3])
-    key = c1.selectbox("Weight tensor", keys, index=keys.index(default), key="ws_key",
-                       format_func=lambda k: f"{k}  {tuple(shapes[k])}")  # fmt: skip
+    key = c1.selectbox(
+        "Weight tensor",
+        keys,
+        index=keys.index(default),
+        key="ws_key",
+        format_func=lambda k: f"{k}  {tuple(shapes[k])}",
+    )
     with c2:
         lo, hi = ui.epoch_range(epochs, "ws_range")
     o1, o2 = st.columns(2)
-    mode = o1.radio("Pooling of large tensors", ("mean", "maxabs"), horizontal=True,
-                    key="ws_mode", help="maxabs keeps the largest-magnitude weight of each block "
-                                        "(with its sign), so a single strong weight stays "
-                                        "visible.")  # fmt: skip
+    mode = o1.radio(
+        "Pooling of large tensors",
+        ("mean", "maxabs"),
+        horizontal=True,
+        key="ws_mode",
+        help="maxabs keeps the largest-magnitude weight of each block "
+        "(with its sign), so a single strong weight stays "
+        "visible.",
+    )
     robust = o2.toggle("Clip colour scale at the 99.5th percentile", value=False, key="ws_robust")
     shape = tuple(shapes[key])
     with ui.guard("Weight maps"), st.spinner("Reading the checkpoints…"):
         wm = cache.weight_maps(runs, key, lo, hi, mode)
         n_ep = len(wm.epochs)
         pooled = wm.block != (1, 1)
-        block = (f"pooled to fit 512×512: each cell is the {mode} of a {wm.block[0]}×{wm.block[1]} "
-                 "block of weights" if pooled else "full resolution: one cell per weight")  # fmt: skip
-        st.caption(f"**{key}** {shape}: {layout_note(shape)}; {n_ep} epoch(s) {wm.epochs[0]}–"
-                   f"{wm.epochs[-1]}; {block}. Hover a cell for its row, column and value.")  # fmt: skip
+        block = (
+            f"pooled to fit 512×512: each cell is the {mode} of a {wm.block[0]}×{wm.block[1]} "
+            "block of weights"
+            if pooled
+            else "full resolution: one cell per weight"
+        )
+        st.caption(
+            f"**{key}** {shape}: {layout_note(shape)}; {n_ep} epoch(s) {wm.epochs[0]}–"
+            f"{wm.epochs[-1]}; {block}. Hover a cell for its row, column and value."
+        )
         map_rows(runs, wm, robust)
     if len(shape) >= 1 and math.prod(shape) > 1:
         with st.expander("Zoom: a window at full resolution", expanded=pooled), ui.guard("Zoom"):

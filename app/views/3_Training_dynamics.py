@@ -6,7 +6,7 @@ import cache
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
-import trust_view  # issue 16: control run, intervals, layers and methods, probes
+import trust_view  # control run, intervals, layers and methods, probes
 import ui
 
 from fxcore.data import REGIONS
@@ -45,24 +45,32 @@ def weight_dynamics(exp: Experiment, runs: list[Run]) -> None:
         st.info("No weight matrix to measure in these runs.")
         return
     pair = len(runs) > 1 and runs[0].name != runs[1].name
-    measure = st.radio("Measure", list(MEASURES), horizontal=True, key="td_measure",
-                       format_func=lambda m: MEASURES[m][2])  # fmt: skip
+    measure = st.radio(
+        "Measure",
+        list(MEASURES),
+        horizontal=True,
+        key="td_measure",
+        format_func=lambda m: MEASURES[m][2],
+    )
     fa, fb, title = MEASURES[measure]
     mats = [matrix(layers, table, fa)] + ([matrix(layers, table, fb)] if pair else [])
     finite = [m[np.isfinite(m)] for m in mats]
     hi = max((float(f.max()) for f in finite if f.size), default=1.0)
     cols = st.columns(len(mats) + (1 if pair else 0))
     for i, m in enumerate(mats):
-        fig = ui.layer_epoch_figure(layers, epochs, m, title=f"{ui.run_label(i, runs[i])}: "
-                                    f"{measure}", zmin=0.0, zmax=hi)  # fmt: skip
+        fig = ui.layer_epoch_figure(
+            layers, epochs, m, title=f"{ui.run_label(i, runs[i])}: {measure}", zmin=0.0, zmax=hi
+        )
         cols[i].plotly_chart(fig, key=f"td_heat_{i}")
     if pair:
         cos = matrix(layers, table, "cosine")
-        fig = ui.layer_epoch_figure(layers, epochs, cos, title="Cosine similarity L1 vs L2",
-                                    colorscale="Cividis")  # fmt: skip
+        fig = ui.layer_epoch_figure(
+            layers, epochs, cos, title="Cosine similarity L1 vs L2", colorscale="Cividis"
+        )
         cols[-1].plotly_chart(fig, key="td_heat_cos")
-    chosen = st.multiselect("Layers for the line charts", layers, default=default_layers(layers),
-                            key="td_layers")  # fmt: skip
+    chosen = st.multiselect(
+        "Layers for the line charts", layers, default=default_layers(layers), key="td_layers"
+    )
     if not chosen:
         return
     c1, c2 = st.columns(2)
@@ -75,8 +83,12 @@ def weight_dynamics(exp: Experiment, runs: list[Run]) -> None:
     fig = ui.line_figure(epochs, series, title=title, dashes=dashes, colours=colours)
     c1.plotly_chart(fig, key="td_line")
     if pair:
-        fig = ui.line_figure(epochs, {k: table[k]["cosine"] for k in chosen},
-                             title="Cosine similarity of L1 and L2 weights", ylabel="cosine")  # fmt: skip
+        fig = ui.line_figure(
+            epochs,
+            {k: table[k]["cosine"] for k in chosen},
+            title="Cosine similarity of L1 and L2 weights",
+            ylabel="cosine",
+        )
         c2.plotly_chart(fig, key="td_line_cos")
 
 
@@ -89,21 +101,26 @@ def cka_section(exp: Experiment, runs: list[Run]) -> None:
         st.info("Imported runs carry no dataset, so there are no probe images for CKA.")
         return
     # 128 = `fxcore compare`'s default, so results that command cached on disk load at once.
-    n_probe = int(st.number_input("Probe images (validation split)", 16, 4096, 128, step=16,
-                                  key="td_cka_n"))  # fmt: skip
-    with st.spinner(f"Computing CKA on {n_probe} images for every epoch (cached on disk after "
-                    "the first time)…"):  # fmt: skip
+    n_probe = int(
+        st.number_input("Probe images (validation split)", 16, 4096, 128, step=16, key="td_cka_n")
+    )
+    with st.spinner(
+        f"Computing CKA on {n_probe} images for every epoch (cached on disk after the first time)…"
+    ):
         res = cache.cka(exp, runs, n_probe)
     layers, epochs = runs[0].model_order(res["layers"]), list(res["epochs"])
     m = np.array([res["layers"][k] for k in layers], float)
-    st.caption(f"Minibatch linear CKA between L1's and L2's activations on {res['n_probe']} "
-               "validation images; 1 = the same representation up to rotation and scale.")  # fmt: skip
+    st.caption(
+        f"Minibatch linear CKA between L1's and L2's activations on {res['n_probe']} "
+        "validation images; 1 = the same representation up to rotation and scale."
+    )
     c1, c2 = st.columns(2)
     fig = ui.layer_epoch_figure(layers, epochs, m, title="CKA(L1, L2)", zmin=0.0, zmax=1.0)
     c1.plotly_chart(fig, key="td_cka_heat")
     chosen = default_layers(layers, 5)
-    fig = ui.line_figure(epochs, {k: res["layers"][k] for k in chosen}, title="CKA per layer",
-                         ylabel="CKA")  # fmt: skip
+    fig = ui.line_figure(
+        epochs, {k: res["layers"][k] for k in chosen}, title="CKA per layer", ylabel="CKA"
+    )
     c2.plotly_chart(fig, key="td_cka_line")
 
 
@@ -121,18 +138,27 @@ def localisation_section(exp: Experiment, runs: list[Run]) -> None:
     regions, epochs = list(res["regions"]), list(res["epochs"])
     default = [r for r in REGIONS if r in regions] or regions[:3]
     chosen = st.multiselect("Regions", regions, default=default, key="td_regions")
-    st.caption(f"Share of each model's positive Grad-CAM mass (layer {res.get('layer', '?')}) "
-               f"inside each region, averaged over {res.get('n_probe', n_probe)} images.")  # fmt: skip
+    st.caption(
+        f"Share of each model's positive Grad-CAM mass (layer {res.get('layer', '?')}) "
+        f"inside each region, averaged over {res.get('n_probe', n_probe)} images."
+    )
     fig = go.Figure()
     names = [r.name for r in runs if r.name in res["runs"]]  # L1, L2 order (JSON keys are sorted)
     for j, region in enumerate(chosen):
         for i, name in enumerate(names):
-            fig.add_scatter(x=epochs, y=res["runs"][name][region], mode="lines+markers",
-                            name=f"L{i + 1} {name}: {region}",
-                            line={"color": COLOURS[j % len(COLOURS)],
-                                  "dash": "solid" if i == 0 else "dash"})  # fmt: skip
-    fig.update_layout(height=380, xaxis_title="epoch", yaxis_title="share of Grad-CAM mass",
-                      margin={"l": 10, "r": 10, "t": 30, "b": 10})  # fmt: skip
+            fig.add_scatter(
+                x=epochs,
+                y=res["runs"][name][region],
+                mode="lines+markers",
+                name=f"L{i + 1} {name}: {region}",
+                line={"color": COLOURS[j % len(COLOURS)], "dash": "solid" if i == 0 else "dash"},
+            )
+    fig.update_layout(
+        height=380,
+        xaxis_title="epoch",
+        yaxis_title="share of Grad-CAM mass",
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+    )
     fig.update_xaxes(dtick=1)
     st.plotly_chart(fig, key="td_loc")
 
@@ -148,7 +174,7 @@ def main() -> None:
         cka_section(exp, runs)
     with ui.guard("Attention localisation"):
         localisation_section(exp, runs)
-    with ui.guard("Trustworthy comparison"):  # issue 16
+    with ui.guard("Trustworthy comparison"):
         trust_view.render(exp, runs)
 
 

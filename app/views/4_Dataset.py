@@ -16,12 +16,22 @@ from fxcore.runs import Experiment
 def rates_figure(names: list[str], rates: np.ndarray, chosen: list[str], title: str) -> go.Figure:
     order = np.argsort(rates)[::-1]
     colours = ["#d62728" if names[i] in chosen else "#1f77b4" for i in order]
-    fig = go.Figure(go.Bar(x=[names[i] for i in order], y=[float(rates[i]) for i in order],
-                           marker_color=colours,
-                           hovertemplate="%{x}: %{y:.1%}<extra></extra>"))  # fmt: skip
-    fig.update_layout(title=title, yaxis_title="share of images with the attribute",
-                      yaxis_tickformat=".0%", height=420, xaxis_tickangle=-60,
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+    fig = go.Figure(
+        go.Bar(
+            x=[names[i] for i in order],
+            y=[float(rates[i]) for i in order],
+            marker_color=colours,
+            hovertemplate="%{x}: %{y:.1%}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        yaxis_title="share of images with the attribute",
+        yaxis_tickformat=".0%",
+        height=420,
+        xaxis_tickangle=-60,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    )
     return fig
 
 
@@ -47,18 +57,30 @@ def cooccurrence(stats: dict, chosen: list[str]) -> None:
         table = joint_table(names[a], names[b], rates[a], rates[b], co[a, b])
         st.dataframe(table.style.format("{:.1%}"))
         if np.isfinite(stats["phi"][a, b]):
-            st.caption(f"Correlation (phi) {stats['phi'][a, b]:+.3f}: a model for one "
-                       "attribute can partly predict the other from this overlap alone.")  # fmt: skip
+            st.caption(
+                f"Correlation (phi) {stats['phi'][a, b]:+.3f}: a model for one "
+                "attribute can partly predict the other from this overlap alone."
+            )
     with c2:
         sel = [names[i] for i in idx]
         cond = np.asarray(stats["conditional"])[np.ix_(idx, idx)]
-        fig = go.Figure(go.Heatmap(z=cond, x=sel, y=sel, zmin=0, zmax=1, colorscale="Blues",
-                                   text=np.round(cond * 100).astype("float"),
-                                   texttemplate="%{text:.0f}%",
-                                   hovertemplate="P(%{x}=1 | %{y}=1) = %{z:.1%}<extra></extra>"))  # fmt: skip
+        fig = go.Figure(
+            go.Heatmap(
+                z=cond,
+                x=sel,
+                y=sel,
+                zmin=0,
+                zmax=1,
+                colorscale="Blues",
+                text=np.round(cond * 100).astype("float"),
+                texttemplate="%{text:.0f}%",
+                hovertemplate="P(%{x}=1 | %{y}=1) = %{z:.1%}<extra></extra>",
+            )
+        )
         fig.update_yaxes(autorange="reversed")
-        fig.update_layout(title="P(column = 1 | row = 1)", height=320,
-                          margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+        fig.update_layout(
+            title="P(column = 1 | row = 1)", height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10}
+        )
         st.plotly_chart(fig, key="ds_cond")
 
 
@@ -66,10 +88,12 @@ def faces_statistics(exp: Experiment, chosen: list[str]) -> None:
     with st.spinner("Reading the attribute labels…"):
         stats = cache.attribute_statistics(exp.info.get("config", {}))
     names, rates = stats["names"], stats["positive_rate"]
-    title = (f"CelebA: positive rate of all 40 attributes ({stats['num_rows']:,} images)"
-             if stats["dataset"] == "celeba" else
-             f"SynthFaces: positive rate of every attribute (training split, "
-             f"{stats['num_rows']:,} images)")  # fmt: skip
+    title = (
+        f"CelebA: positive rate of all 40 attributes ({stats['num_rows']:,} images)"
+        if stats["dataset"] == "celeba"
+        else f"SynthFaces: positive rate of every attribute (training split, "
+        f"{stats['num_rows']:,} images)"
+    )
     st.plotly_chart(rates_figure(names, rates, chosen, title), key="ds_rates")
     st.caption("Red: the attributes this experiment trains on.")
     st.subheader("Co-occurrence of the chosen attributes")
@@ -81,9 +105,14 @@ def mnist_statistics(exp: Experiment) -> None:
     fig = go.Figure()
     for split, counts in stats["counts"].items():
         fig.add_bar(x=list(range(10)), y=counts, name=f"{split} ({sum(counts):,})")
-    fig.update_layout(title="MNIST: images per digit class", barmode="group", height=380,
-                      xaxis={"title": "digit", "dtick": 1}, yaxis_title="images",
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10})  # fmt: skip
+    fig.update_layout(
+        title="MNIST: images per digit class",
+        barmode="group",
+        height=380,
+        xaxis={"title": "digit", "dtick": 1},
+        yaxis_title="images",
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    )
     st.plotly_chart(fig, key="ds_mnist")
 
 
