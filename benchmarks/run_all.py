@@ -47,6 +47,7 @@ BENCHES: dict[str, tuple[str, list[str], list[str], int]] = {
         ["--n", "64", "--n-val", "32", "--repeat", "1"],
         600,
     ),
+    "contention": ("bench_contention.py", [], ["--n", "64"], 1800),
     "uploads": ("bench_uploads.py", [], [], 300),
     "app": ("bench_app.py", [], [], 300),
     "live": ("bench_live.py", [], ["--refreshes", "2"], 300),
