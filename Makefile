@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test reliability lint format demo bench study clean-venv
+.PHONY: run test portable reliability lint format demo bench study clean-venv
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,6 +23,13 @@ test: $(STAMP)
 	$(BIN)/python -m ruff check fxcore app tests benchmarks
 	$(BIN)/python -m ruff format --check fxcore app tests benchmarks
 	$(BIN)/python -m pytest
+
+## The science tests on the most basic CPU code path (no SIMD beyond SSE4.1 in oneDNN, ATen's
+## scalar kernels): another processor trains other models, and these tests must hold on any of them.
+SCIENCE_TESTS := tests/test_attribution.py tests/test_attribution_methods.py tests/test_similarity.py \
+	tests/test_uncertainty.py tests/test_trust.py tests/test_controls.py
+portable: $(STAMP)
+	ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 $(BIN)/python -m pytest -p no:cacheprovider $(SCIENCE_TESTS)
 
 ## The long fault-injection checks: the seeded 20-point SIGKILL chain, the Ctrl-C chain and the
 ## full/read-only-disk matrix during training; prints a table, exits non-zero on any failure.

@@ -121,3 +121,45 @@ def test_pip_install_gives_a_working_cli(tmp_path: Path) -> None:
     )
     assert deps.returncode == 0, deps.stderr
     assert deps.stdout.strip() == "missing: []", deps.stdout
+
+
+def _third_party_imports() -> dict[str, set[str]]:
+    """Top-level names of every non-stdlib, non-fxcore module that fxcore/ imports, by file."""
+    import ast
+
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "fxcore").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top != "fxcore" and top not in sys.stdlib_module_names:
+                    found.setdefault(top, set()).add(path.name)
+    return found
+
+
+def test_every_imported_package_is_declared() -> None:
+    """Every third-party package that fxcore/ imports is a dependency or an extra of pyproject."""
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        reqs += extra
+    declared = {Requirement(r).name.lower().replace("_", "-") for r in reqs}
+    dists = packages_distributions()
+    dists.setdefault("dlib", ["dlib-bin"])  # the prebuilt wheel ships no top-level metadata
+    undeclared = {}
+    for module, files in _third_party_imports().items():
+        names = {d.lower().replace("_", "-") for d in dists.get(module, [module])}
+        if not names & declared:
+            undeclared[module] = sorted(files)
+    assert not undeclared, f"imported by fxcore/ but not declared in pyproject.toml: {undeclared}"
