@@ -26,7 +26,8 @@ test: $(STAMP)
 
 ## The science tests on the most basic CPU code path (no SIMD beyond SSE4.1 in oneDNN, ATen's
 ## scalar kernels): another processor trains other models, and these tests must hold on any of them.
-SCIENCE_TESTS := tests/test_attribution.py tests/test_attribution_methods.py tests/test_similarity.py \
+SCIENCE_TESTS := tests/test_attribution.py tests/test_attribution_methods.py tests/test_synthfaces_recovery.py \
+	tests/test_similarity.py \
 	tests/test_uncertainty.py tests/test_trust.py tests/test_controls.py
 portable: $(STAMP)
 	ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 $(BIN)/python -m pytest -p no:cacheprovider $(SCIENCE_TESTS)
