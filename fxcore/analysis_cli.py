@@ -193,6 +193,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     eval_set = folder_set(Path(args.images), labels, attrs) if args.images else None
     epochs = [args.epoch] if args.epoch is not None else None
     res = evaluate_experiment(exp, eval_set, args.framing, epochs, progress=not args.json)
+    if res.get("labels_without_image"):  # on stderr: --json keeps stdout for the result
+        print(
+            f"note: {res['labels_without_image']} labelled row(s) of {labels or 'the labels'} "
+            f"had no image in {args.images}; evaluated the {res['n_images']} image(s) present",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps(jsonable(res)))
         return 0
