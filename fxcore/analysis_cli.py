@@ -12,7 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from fxcore.argtypes import DEFAULT_ROOT, epoch_range, nonneg_int, positive_int
+from fxcore.argtypes import (
+    DEFAULT_ROOT,
+    JSON_HELP,
+    ROOT_HELP,
+    epoch_range,
+    nonneg_int,
+    positive_int,
+)
 
 
 def jsonable(obj: Any) -> Any:
@@ -71,7 +78,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from fxcore.analysis import pick_runs
-    from fxcore.runs import epochs_text
     from fxcore.trust import compare
 
     exp = _experiment(args)
@@ -82,29 +88,53 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(jsonable(result)))
         return 0
+    print_compare(result)
+    return 0
+
+
+def _last(series: dict, name: str) -> float | None:
+    values = series.get(name)
+    return values[-1] if values else None
+
+
+def print_compare(result: dict) -> None:
+    """The text form of ``compare``: one table row per layer, then accuracy and attention."""
+    from fxcore.cli_format import CKA_NOTE, interval, number, table
+    from fxcore.runs import epochs_text
+
     dyn = result["dynamics"]
     a, b = dyn["runs"]
     print(f"{result['experiment']}: {a} vs {b}, epochs {epochs_text(dyn['epochs'])}")
     cka = result.get("cka", {})
-    ctl = result.get("control", {}).get("cka", {})
-    nan = [float("nan")]
-    print(
-        f"{'layer':24} {'drift ' + a[:8]:>15} {'drift ' + b[:8]:>15} {'cosine':>7} "
-        f"{'CKA [95% CI]':>20} {'control CKA':>12}"
-    )
+    ctl = result.get("control", {}).get("cka") if "control" in result else None
+    if "control" not in result:
+        print("no control run (train with --controls 1 to get the noise floor of each measure)")
+    ci = f"{result.get('level', 0.95):.0%} CI"
+    header = ["layer", f"drift {a}", f"drift {b}", "cosine"]
+    header += [f"CKA [{ci}]"] if cka else []
+    header += [f"control CKA [{ci}]"] if ctl else []
+    rows, negative = [], False
     for key, d in dyn["layers"].items():
         name = key.removesuffix(".weight")
-        c, lo, hi = (cka.get(k, {}).get(name, nan)[-1] for k in ("layers", "low", "high"))
-        cc = ctl.get("layers", {}).get(name, nan)[-1]
-        print(
-            f"{key:24} {d['drift_a'][-1]:15.3f} {d['drift_b'][-1]:15.3f} {d['cosine'][-1]:7.3f} "
-            f"{c:6.3f} [{lo:5.2f},{hi:5.2f}] {cc:12.3f}"
-        )
+        row = [key, number(d["drift_a"][-1]), number(d["drift_b"][-1]), number(d["cosine"][-1])]
+        for part in (p for p in (cka, ctl) if p):
+            trio = [_last(part.get(k, {}), name) for k in ("layers", "low", "high")]
+            negative |= any(v is not None and v < 0 for v in trio)
+            row.append(interval(*trio))
+        rows.append(row)
+    print(table(header, rows, right=range(1, len(header))))
+    for run, per_epoch in result.get("accuracy", {}).get("runs", {}).items():
+        print(f"accuracy on the probe images, {run} (final epoch): {interval(*per_epoch[-1])}")
     loc = result.get("localisation", {})
     for run, shares in loc.get("runs", {}).items():
-        text = "  ".join(f"{r} {v[-1]:.2f}" for r, v in shares.items())
+        bounds = loc.get("ci", {}).get(run, {})
+        text = "  ".join(
+            f"{r} {interval(v[-1], *(bounds.get(r) or [[None, None]])[-1])}"
+            for r, v in shares.items()
+        )
         print(f"attention share, {run} (final epoch): {text}")
-    return 0
+    if negative:
+        print(CKA_NOTE)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -234,7 +264,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     def common(p: argparse.ArgumentParser, strict: bool = True) -> None:
         p.add_argument("experiment", help="experiment folder, or its name under --root")
-        p.add_argument("--root", default=DEFAULT_ROOT)
+        p.add_argument("--root", default=DEFAULT_ROOT, help=ROOT_HELP)
         if strict:
             p.add_argument(
                 "--strict",
@@ -253,7 +283,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("compare", help="drift, cosine, CKA and attention shares of two runs")
     common(p)
-    p.add_argument("--runs", nargs=2, metavar=("R1", "R2"))
+    p.add_argument(
+        "--runs",
+        nargs=2,
+        metavar=("R1", "R2"),
+        help="the two runs to compare (default: the first two that are not controls)",
+    )
     p.add_argument("--probe", type=positive_int, default=128, help="probe images for CKA/CAM")
     p.add_argument(
         "--bootstrap",
@@ -262,26 +297,30 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="bootstrap resamples for the confidence intervals",
     )
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the bootstrap and probes")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("explain", help="feature maps and Grad-CAM of each model for one image")
     common(p, strict=False)
-    p.add_argument("--image", required=True)
-    p.add_argument("--epoch", type=nonneg_int, required=True)
+    p.add_argument("--image", required=True, help="photo to explain (JPEG, PNG, ...)")
+    p.add_argument("--epoch", type=nonneg_int, required=True, help="epoch of the weights to use")
     p.add_argument("--layer", required=True, help="module name, e.g. features.10")
-    p.add_argument("--runs", nargs="+")
-    p.add_argument("--top-k", type=positive_int, default=8)
+    p.add_argument("--runs", nargs="+", help="runs to explain with (default: the first two)")
+    p.add_argument(
+        "--top-k", type=positive_int, default=8, help="most active channels to keep (default 8)"
+    )
     p.add_argument("--crop-face", action="store_true", help="detect the face and crop like CelebA")
     p.add_argument("--out", required=True, help="output folder for PNGs and predictions.json")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("figures", help="static PNGs of the seed paper's figures and the new ones")
     common(p)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="folder for the PNG files")
     p.add_argument("--image", help="face for the feature-map figures (default: a probe image)")
     p.add_argument("--layer", help="VGG tensor for the mean/variance figures")
-    p.add_argument("--probe", type=positive_int, default=64)
+    p.add_argument(
+        "--probe", type=positive_int, default=64, help="probe images for CKA/CAM (default 64)"
+    )
     p.set_defaults(func=cmd_figures)
 
     p = sub.add_parser(
@@ -314,7 +353,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(framing="align")
     p.add_argument("--epoch", type=nonneg_int, help="only this epoch (default: every epoch)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("ship", help="float16 weights and no optimizer state (to commit a pair)")
