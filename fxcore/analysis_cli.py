@@ -20,6 +20,7 @@ from fxcore.argtypes import (
     nonneg_int,
     positive_int,
 )
+from fxcore.devices import DEVICE_CHOICES, DEVICE_HELP
 
 
 def jsonable(obj: Any) -> Any:
@@ -76,65 +77,65 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device(args: argparse.Namespace) -> str:
+    """``--device`` (else ``$FXCORE_DEVICE``, else auto) resolved to cpu or cuda, checked first."""
+    from fxcore.devices import resolve_device
+
+    return resolve_device(args.device)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
-    from fxcore.analysis import pick_runs
+    from tqdm.auto import tqdm
+
+    from fxcore.analysis import epoch_span
+    from fxcore.compare_plan import duration_text, estimate_seconds, plan_compare
     from fxcore.trust import compare
 
+    device = _device(args)
     exp = _experiment(args)
-    used = [*pick_runs(exp, args.runs), *(r for r in exp.runs if r.is_control)]
-    skipped = _report_skipped(used, args.strict)
-    result = compare(exp, args.runs, n_probe=args.probe, n_resamples=args.bootstrap, seed=args.seed)
+    plan = plan_compare(exp, args.runs, args.probe, None, args.layers)
+    skipped = _report_skipped(plan.everyone, args.strict, *args.epochs)
+    epochs = None
+    if args.epochs != (None, None):
+        epochs = epoch_span(plan.everyone, *args.epochs)
+        plan = plan_compare(exp, args.runs, args.probe, epochs, args.layers)
+    # Announced on stderr before the work starts; stdout carries only the result.
+    print(f"{plan.describe()} on {device}", file=sys.stderr)
+    try:  # a guide only: a model that cannot be timed on zeros must not stop the comparison
+        seconds = estimate_seconds(exp, plan, device, args.bootstrap) if plan.images else None
+    except (RuntimeError, ValueError):
+        seconds = None
+    if seconds is not None:
+        print(
+            f"estimate: about {duration_text(seconds)} if nothing is cached yet (from a timed "
+            "forward and backward pass; limit it with --epochs, --probe or --layers)",
+            file=sys.stderr,
+        )
+    with tqdm(total=plan.total, desc="compare", unit="step", file=sys.stderr) as bar:
+
+        def progress(done: int, _total: int, label: str) -> None:
+            bar.set_postfix_str(label, refresh=False)
+            bar.update(done - bar.n)
+
+        result = compare(
+            exp,
+            args.runs,
+            n_probe=args.probe,
+            n_resamples=args.bootstrap,
+            seed=args.seed,
+            epochs=epochs,
+            layers=args.layers,
+            device=device,
+            progress=progress,
+        )
     result["skipped_epochs"] = [{"run": r, "epoch": e, "reason": why} for r, e, why in skipped]
     if args.json:
         print(json.dumps(jsonable(result)))
         return 0
-    print_compare(result)
+    from fxcore.cli_format import compare_text
+
+    print(compare_text(result))
     return 0
-
-
-def _last(series: dict, name: str) -> float | None:
-    values = series.get(name)
-    return values[-1] if values else None
-
-
-def print_compare(result: dict) -> None:
-    """The text form of ``compare``: one table row per layer, then accuracy and attention."""
-    from fxcore.cli_format import CKA_NOTE, interval, number, table
-    from fxcore.runs import epochs_text
-
-    dyn = result["dynamics"]
-    a, b = dyn["runs"]
-    print(f"{result['experiment']}: {a} vs {b}, epochs {epochs_text(dyn['epochs'])}")
-    cka = result.get("cka", {})
-    ctl = result.get("control", {}).get("cka") if "control" in result else None
-    if "control" not in result:
-        print("no control run (train with --controls 1 to get the noise floor of each measure)")
-    ci = f"{result.get('level', 0.95):.0%} CI"
-    header = ["layer", f"drift {a}", f"drift {b}", "cosine"]
-    header += [f"CKA [{ci}]"] if cka else []
-    header += [f"control CKA [{ci}]"] if ctl else []
-    rows, negative = [], False
-    for key, d in dyn["layers"].items():
-        name = key.removesuffix(".weight")
-        row = [key, number(d["drift_a"][-1]), number(d["drift_b"][-1]), number(d["cosine"][-1])]
-        for part in (p for p in (cka, ctl) if p):
-            trio = [_last(part.get(k, {}), name) for k in ("layers", "low", "high")]
-            negative |= any(v is not None and v < 0 for v in trio)
-            row.append(interval(*trio))
-        rows.append(row)
-    print(table(header, rows, right=range(1, len(header))))
-    for run, per_epoch in result.get("accuracy", {}).get("runs", {}).items():
-        print(f"accuracy on the probe images, {run} (final epoch): {interval(*per_epoch[-1])}")
-    loc = result.get("localisation", {})
-    for run, shares in loc.get("runs", {}).items():
-        bounds = loc.get("ci", {}).get(run, {})
-        text = "  ".join(
-            f"{r} {interval(v[-1], *(bounds.get(r) or [[None, None]])[-1])}"
-            for r, v in shares.items()
-        )
-        print(f"attention share, {run} (final epoch): {text}")
-    if negative:
-        print(CKA_NOTE)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -147,6 +148,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from fxcore.inputs import input_spec
     from fxcore.runs import epochs_text
 
+    device = _device(args)
     exp = _experiment(args)
     runs = pick_runs(exp, args.runs)
     for run in runs:  # one epoch only: a damaged one cannot be skipped, it is an error
@@ -164,7 +166,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         crop_face=args.crop_face,
         mode=spec.mode,
     )
-    models = [(r.name, r.attribute, r.build_model(args.epoch)) for r in runs]
+    models = [(r.name, r.attribute, r.build_model(args.epoch, device)) for r in runs]
     views = explain(models, prepared.tensor, args.layer, top_k=args.top_k)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -202,10 +204,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_figures(args: argparse.Namespace) -> int:
     from fxcore.figures import write_figures
 
+    device = _device(args)
     exp = _experiment(args)
     _report_skipped(exp.runs, args.strict)
     paths = write_figures(
-        exp, Path(args.out), image=args.image, layer=args.layer, n_probe=args.probe
+        exp, Path(args.out), image=args.image, layer=args.layer, n_probe=args.probe, device=device
     )
     for p in paths:
         print(p)
@@ -215,6 +218,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from fxcore.evaluate import EvalError, evaluate_experiment, folder_set
 
+    device = _device(args)
     exp = _experiment(args)
     attrs = [r.attribute for r in exp.runs]
     labels = Path(args.labels) if args.labels else None
@@ -222,7 +226,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise EvalError("--labels needs --images DIR: the folder of the photos it labels")
     eval_set = folder_set(Path(args.images), labels, attrs) if args.images else None
     epochs = [args.epoch] if args.epoch is not None else None
-    res = evaluate_experiment(exp, eval_set, args.framing, epochs, progress=not args.json)
+    res = evaluate_experiment(
+        exp, eval_set, args.framing, epochs, progress=not args.json, device=device
+    )
     if res.get("labels_without_image"):  # on stderr: --json keeps stdout for the result
         print(
             f"note: {res['labels_without_image']} labelled row(s) of {labels or 'the labels'} "
@@ -262,9 +268,11 @@ def cmd_ship(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register the analysis sub-commands on the main parser."""
 
-    def common(p: argparse.ArgumentParser, strict: bool = True) -> None:
+    def common(p: argparse.ArgumentParser, strict: bool = True, device: bool = True) -> None:
         p.add_argument("experiment", help="experiment folder, or its name under --root")
         p.add_argument("--root", default=DEFAULT_ROOT, help=ROOT_HELP)
+        if device:
+            p.add_argument("--device", choices=DEVICE_CHOICES, help=DEVICE_HELP)
         if strict:
             p.add_argument(
                 "--strict",
@@ -274,7 +282,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             )
 
     p = sub.add_parser("stats", help="per-weight mean and variance of one tensor over epochs")
-    common(p)
+    common(p, device=False)  # weights only: no model runs
     p.add_argument("--run", required=True, help="run name (attribute)")
     p.add_argument("--layer", required=True, help="tensor key, e.g. classifier.3.weight")
     p.add_argument("--epochs", type=epoch_range, default=(None, None), help="A:B inclusive")
@@ -297,6 +305,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="bootstrap resamples for the confidence intervals",
     )
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the bootstrap and probes")
+    p.add_argument(
+        "--epochs",
+        type=epoch_range,
+        default=(None, None),
+        help="only epochs A:B inclusive (default: every epoch; weight dynamics always cover all)",
+    )
+    p.add_argument(
+        "--layers",
+        nargs="+",
+        metavar="LAYER",
+        help="only these layers, e.g. features.10 classifier.0 (default: every conv and linear)",
+    )
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_compare)
 
@@ -357,5 +377,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("ship", help="float16 weights and no optimizer state (to commit a pair)")
-    common(p)
+    common(p, device=False)
     p.set_defaults(func=cmd_ship)

@@ -164,7 +164,11 @@ def prepare_set(
 
 @torch.no_grad()
 def _probabilities(model: torch.nn.Module, x: torch.Tensor, batch: int = 256) -> np.ndarray:
-    out = [torch.sigmoid(model(x[i : i + batch]).float()[:, 0]) for i in range(0, len(x), batch)]
+    device = next(model.parameters()).device
+    out = [
+        torch.sigmoid(model(x[i : i + batch].to(device)).float()[:, 0]).cpu()
+        for i in range(0, len(x), batch)
+    ]
     return torch.cat(out).numpy()
 
 
@@ -175,8 +179,10 @@ def evaluate_experiment(
     epochs: list[int] | None = None,
     progress: bool = True,
     save: bool = True,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Metrics of every binary run of ``exp`` at ``epochs`` (default: all common epochs)."""
+    """Metrics of every binary run of ``exp`` at ``epochs`` (default: all common epochs); the
+    models run on ``device``, the images are prepared and the metrics computed on the host."""
     from fxcore.runs import common_epochs
 
     runs = [r for r in exp.runs if int(r.info.get("num_outputs", 1)) == 1]
@@ -201,7 +207,7 @@ def evaluate_experiment(
     for run in runs:
         y = eval_set.labels[run.attribute]
         for epoch in chosen:
-            p = _probabilities(run.build_model(epoch), x)
+            p = _probabilities(run.build_model(epoch, device), x)
             results.setdefault(run.name, {})[str(epoch)] = binary_metrics(p, y)
     record = {
         "experiment": exp.name,
