@@ -285,11 +285,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     common(p, device=False)  # weights only: no model runs
     p.add_argument("--run", required=True, help="run name (attribute)")
     p.add_argument("--layer", required=True, help="tensor key, e.g. classifier.3.weight")
-    p.add_argument("--epochs", type=epoch_range, default=(None, None), help="A:B inclusive")
+    p.add_argument(
+        "--epochs", type=epoch_range, default=(None, None), metavar="A:B", help="A:B inclusive"
+    )
     p.add_argument("--out", required=True, help="output .npz with arrays mean, var, epochs")
     p.set_defaults(func=cmd_stats)
 
-    p = sub.add_parser("compare", help="drift, cosine, CKA and attention shares of two runs")
+    p = sub.add_parser(
+        "compare",
+        help="drift, cosine, CKA and attention shares of two runs",
+        description="Drift, cosine, CKA, accuracy, probes and attention shares of two runs, "
+        "and of the first against its control run when the experiment has one. The plan, a time "
+        "estimate and a progress bar go to stderr; the result to stdout. CKA is the unbiased "
+        "estimator: near 0 for unrelated layers, it can be slightly below 0.",
+    )
     common(p)
     p.add_argument(
         "--runs",
@@ -297,7 +306,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         metavar=("R1", "R2"),
         help="the two runs to compare (default: the first two that are not controls)",
     )
-    p.add_argument("--probe", type=positive_int, default=128, help="probe images for CKA/CAM")
+    p.add_argument("--probe", type=positive_int, default=128, help="probe images (default 128)")
     p.add_argument(
         "--bootstrap",
         type=positive_int,
@@ -309,6 +318,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--epochs",
         type=epoch_range,
         default=(None, None),
+        metavar="A:B",
         help="only epochs A:B inclusive (default: every epoch; weight dynamics always cover all)",
     )
     p.add_argument(
