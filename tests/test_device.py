@@ -131,3 +131,19 @@ def test_compare_limits_on_the_command_line(tiny_root: Path, tmp_path: Path, cap
     assert len(err) == 1 and "unknown layer(s) features.99" in err[0] and "features.0" in err[0]
     assert main([*argv, "--epochs", "7:9"]) == 1
     assert "no valid epoch in 7..9" in capsys.readouterr().err
+
+
+def test_the_app_runs_its_models_on_fxcore_device(tiny_root: Path, monkeypatch) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
+    import cache
+
+    run = load_experiment(tiny_root / "tiny-synth").run("Smiling")
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    assert cache.device() == "cpu"
+    assert next(cache.model(run, 1).parameters()).device.type == "cpu"
+    if not torch.cuda.is_available():
+        monkeypatch.setenv(DEVICE_ENV, "cuda")
+        with pytest.raises(DeviceError, match=f"{DEVICE_ENV}=cuda"):
+            cache.model(run, 1)
