@@ -67,6 +67,11 @@ def epoch_span(runs: Sequence[Run], lo: int | None, hi: int | None) -> list[int]
 # ---------------------------------------------------------------- cache
 
 
+def layers_param(layers: Sequence[str] | None) -> dict[str, Any]:
+    """The cache parameter of a layer limit: nothing without one, so the key stays as it was."""
+    return {"layers": sorted(layers)} if layers else {}
+
+
 def _cache_key(
     kind: str, runs: Sequence[Run], epochs: Sequence[int], params: dict[str, Any]
 ) -> str:
@@ -220,7 +225,7 @@ def cka(
         "n_resamples": n_resamples,
         "seed": seed,
         "ci": "half-sampling",
-        **({"layers": sorted(layers)} if layers else {}),  # all layers: the key as it always was
+        **layers_param(layers),
     }
 
     def compute() -> dict:

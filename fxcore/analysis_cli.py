@@ -21,6 +21,7 @@ from fxcore.argtypes import (
     positive_int,
 )
 from fxcore.devices import DEVICE_CHOICES, DEVICE_HELP
+from fxcore.errors import FxcoreError
 
 
 def jsonable(obj: Any) -> Any:
@@ -103,8 +104,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(f"{plan.describe()} on {device}", file=sys.stderr)
     try:  # a guide only: a model that cannot be timed on zeros must not stop the comparison
         seconds = estimate_seconds(exp, plan, device, args.bootstrap) if plan.images else None
-    except (RuntimeError, ValueError):
-        seconds = None
+    except (RuntimeError, ValueError, IndexError, FxcoreError):
+        seconds = None  # compare itself names any real problem next
     if seconds is not None:
         print(
             f"estimate: about {duration_text(seconds)} if nothing is cached yet (from a timed "

@@ -33,11 +33,6 @@ def _column(attributes: Sequence[str], run: Run) -> int:
     return names.index(run.attribute.lower()) if run.attribute.lower() in names else 0
 
 
-def _layers_param(layers: Sequence[str] | None) -> dict[str, Any]:
-    """The cache parameter of a layer limit: none without one, so the key stays as it was."""
-    return {"layers": sorted(layers)} if layers else {}
-
-
 @torch.no_grad()
 def _correct(model: torch.nn.Module, x: torch.Tensor, y: np.ndarray) -> np.ndarray:
     out = _logits(model, x.to(next(model.parameters()).device))  # (N, K)
@@ -103,7 +98,7 @@ def probes(
         "runs": [r.name for r in runs],
         "n_resamples": n_resamples,
         "seed": seed,
-        **_layers_param(layers),
+        **analysis.layers_param(layers),
     }
 
     def compute() -> dict:
@@ -181,11 +176,12 @@ def attribution(
         "seed": seed,
         "map_side": map_side,
         "n_sanity": n_sanity,
-        **_layers_param(layers),
+        **analysis.layers_param(layers),
     }
 
-    def chosen(model: torch.nn.Module) -> list[str]:  # every source, or the input method and
-        keep = {INPUT_METHOD, *(f"gradcam:{n}" for n in layers or ())}  # Grad-CAM at the layers
+    def chosen(model: torch.nn.Module) -> list[str]:
+        """Every source, or (with ``layers``) the input method and Grad-CAM at those layers."""
+        keep = {INPUT_METHOD, *(f"gradcam:{n}" for n in layers or ())}
         return [n for n in sources(model) if not layers or n in keep]
 
     def compute() -> dict:
