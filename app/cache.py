@@ -101,14 +101,22 @@ def experiment(name: str | None) -> Experiment | None:
 # ---------------------------------------------------------------- models and weights
 
 
+def device() -> str:
+    """Where the app's models run: ``$FXCORE_DEVICE`` (auto, cpu or cuda; default auto)."""
+    from fxcore.devices import resolve_device
+
+    return resolve_device()
+
+
 @st.cache_resource(max_entries=6, ttl=TTL, show_spinner=False)
-def _model(run_path: str, epoch: int, stamp: Stamp, _run: Run) -> nn.Module:
-    return _run.build_model(epoch)
+def _model(run_path: str, epoch: int, device: str, stamp: Stamp, _run: Run) -> nn.Module:
+    return _run.build_model(epoch, device)
 
 
 def model(run: Run, epoch: int) -> nn.Module:
-    """The run's model at ``epoch`` (shared by all sessions: only run it under its model_lock)."""
-    return _model(str(run.path), epoch, files_stamp([run.epoch_path(epoch)]), run)
+    """The run's model at ``epoch`` on :func:`device` (one per device; shared by all sessions:
+    only run it under its model_lock)."""
+    return _model(str(run.path), epoch, device(), files_stamp([run.epoch_path(epoch)]), run)
 
 
 def _epoch_stamp(runs: Sequence[Run], epochs: Sequence[int]) -> Stamp:
@@ -177,7 +185,7 @@ def dynamics(exp: Experiment, runs: Sequence[Run]) -> dict:
 def _cka(path: str, names: tuple[str, ...], n_probe: int, stamp: Stamp, _exp, _runs) -> dict:
     from fxcore import analysis
 
-    return analysis.cka(_exp, _runs, n_probe=n_probe)
+    return analysis.cka(_exp, _runs, n_probe=n_probe, device=device())
 
 
 def cka(exp: Experiment, runs: Sequence[Run], n_probe: int) -> dict:
@@ -191,7 +199,7 @@ def _localisation(
 ) -> dict:
     from fxcore import analysis
 
-    return analysis.localisation(_exp, _runs, n_probe=n_probe)
+    return analysis.localisation(_exp, _runs, n_probe=n_probe, device=device())
 
 
 def localisation(exp: Experiment, runs: Sequence[Run], n_probe: int) -> dict:
@@ -355,7 +363,9 @@ def _trust(
 ) -> dict:
     from fxcore import trust
 
-    return trust.compare(_exp, list(names), n_probe=n_probe, n_resamples=n_resamples)
+    return trust.compare(
+        _exp, list(names), n_probe=n_probe, n_resamples=n_resamples, device=device()
+    )
 
 
 def trust_compare(exp: Experiment, runs: Sequence[Run], n_probe: int, n_resamples: int) -> dict:

@@ -21,10 +21,12 @@ import numpy as np
 
 from fxcore.checkpoints import CheckpointError, atomic_write_json, file_stamp
 from fxcore.inputs import capabilities
+from fxcore.layers import cam_layer, layer_names  # noqa: F401 (re-exported)
 from fxcore.probeset import ProbeData, probe_data, probe_set  # noqa: F401 (re-exported)
 from fxcore.runs import Experiment, Run, common_epochs
 from fxcore.similarity import MinibatchCKA, region_shares, weight_dynamics
 from fxcore.stats import layout_2d, mean_var, pool_to_budget
+from fxcore.steps import quiet
 
 if TYPE_CHECKING:
     import torch
@@ -63,6 +65,11 @@ def epoch_span(runs: Sequence[Run], lo: int | None, hi: int | None) -> list[int]
 
 
 # ---------------------------------------------------------------- cache
+
+
+def layers_param(layers: Sequence[str] | None) -> dict[str, Any]:
+    """The cache parameter of a layer limit: nothing without one, so the key stays as it was."""
+    return {"layers": sorted(layers)} if layers else {}
 
 
 def _cache_key(
@@ -170,33 +177,6 @@ def dynamics(exp: Experiment, runs: Sequence[Run], keys: Sequence[str] | None = 
 # ---------------------------------------------------------------- activations
 
 
-def cam_layer(model: nn.Module, image_size: int, min_side: int = 16) -> str:
-    """Deepest conv layer whose maps are still at least ``min_side`` pixels wide.
-
-    Mouth and eye boxes cover 1-2% of a face crop; Grad-CAM at a 2x2-8x8 layer smears them into
-    their neighbours, so region shares use the last conv at >= 16x16 (VGG-19 at 224 px: the last
-    conv of block 4, 28x28; vgg-mini at 64 px: block 3, 16x16).
-    """
-    from torch import nn
-
-    from fxcore.activations import last_conv_layer
-
-    side, best = image_size, None
-    for name, module in model.named_modules():
-        if isinstance(module, nn.MaxPool2d):
-            side //= 2
-        elif isinstance(module, nn.Conv2d) and side >= min_side:
-            best = name
-    return best or last_conv_layer(model)
-
-
-def layer_names(model: nn.Module) -> list[str]:
-    """Conv and linear layers, named like their weights (``features.0`` <-> ``features.0.weight``)."""
-    from torch import nn
-
-    return [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-
-
 def _cka_epoch(ma: nn.Module, mb: nn.Module, x: torch.Tensor, layers: list[str], batch: int):
     import torch
 
@@ -204,17 +184,15 @@ def _cka_epoch(ma: nn.Module, mb: nn.Module, x: torch.Tensor, layers: list[str],
 
     accs = {name: MinibatchCKA() for name in layers}
     for i in range(0, len(x), batch):
-        xb = x[i : i + batch]
+        xb = x[i : i + batch].to(next(ma.parameters()).device)
         if len(xb) < 4:  # the unbiased HSIC needs n >= 4
             continue
-        with torch.no_grad(), capture(ma, layers) as acts_a:
+        with torch.no_grad(), capture(ma, layers) as acts_a, capture(mb, layers) as acts_b:
             ma(xb)
-        with torch.no_grad(), capture(mb, layers) as acts_b:
             mb(xb)
-        for name in layers:
-            accs[name].update(
-                acts_a[name].flatten(1).double().numpy(), acts_b[name].flatten(1).double().numpy()
-            )
+        for name in layers:  # HSIC in float64 on the host, wherever the models ran
+            fa, fb = (acts[name].flatten(1).cpu().double().numpy() for acts in (acts_a, acts_b))
+            accs[name].update(fa, fb)
     return {name: acc.value() for name, acc in accs.items()}
 
 
@@ -226,12 +204,17 @@ def cka(
     epochs: Sequence[int] | None = None,
     n_resamples: int = 200,
     seed: int = 0,
+    device: str = "cpu",
+    tick: Callable[[str], None] = quiet,
+    layers: Sequence[str] | None = None,
 ) -> dict:
     """Minibatch linear CKA between the two runs' activations per layer and epoch (cached).
 
     ``layers`` holds the values; ``low``/``high`` their seeded half-sampling interval over the probe
     images (``n_resamples`` resamples, :data:`~fxcore.uncertainty.LEVEL`), ``null`` the CKA of a
-    permuted pairing of the images (~0: a check on the estimator).
+    permuted pairing of the images (~0: a check on the estimator). The argument ``layers`` limits
+    the layers measured (default: every conv and linear layer); models run on ``device``, the HSIC
+    and its intervals in float64 on the host; ``tick`` is called after each epoch.
     """
     a, b = runs[0], runs[1]
     eps = list(epochs) if epochs is not None else common_epochs([a, b])
@@ -242,6 +225,7 @@ def cka(
         "n_resamples": n_resamples,
         "seed": seed,
         "ci": "half-sampling",
+        **layers_param(layers),
     }
 
     def compute() -> dict:
@@ -251,11 +235,11 @@ def cka(
         x, _ = probe_set(exp, n_probe)
         out: dict[str, dict[str, list[float]]] = {k: {} for k in ("layers", "low", "high", "null")}
         for e in eps:
-            ma, mb = a.build_model(e), b.build_model(e)
-            layers = layer_names(ma)
-            values = _cka_epoch(ma, mb, x, layers, batch)
-            ga, gb = layer_grams(ma, x, layers, batch), layer_grams(mb, x, layers, batch)
-            for name in layers:
+            ma, mb = a.build_model(e, device), b.build_model(e, device)
+            names = [n for n in layer_names(ma) if not layers or n in layers]
+            values = _cka_epoch(ma, mb, x, names, batch)
+            ga, gb = layer_grams(ma, x, names, batch), layer_grams(mb, x, names, batch)
+            for name in names:
                 k, ll = ga[name], gb[name]
                 low, high = half_sample_ci(
                     lambda i, k=k, ll=ll: minibatch_cka(k, ll, batch, i),
@@ -272,6 +256,7 @@ def cka(
                 }
                 for key, v in row.items():
                     out[key].setdefault(name, []).append(v)
+            tick(f"CKA {a.name}/{b.name} epoch {e}")
         return {
             "epochs": eps,
             "runs": [a.name, b.name],
@@ -291,11 +276,14 @@ def localisation(
     epochs: Sequence[int] | None = None,
     n_resamples: int = 200,
     seed: int = 0,
+    device: str = "cpu",
+    tick: Callable[[str], None] = quiet,
 ) -> dict:
     """Share of each model's Grad-CAM inside each face region, per epoch, over a probe set.
 
     The CAM shows the evidence FOR each run's attribute (positive logit) at :func:`cam_layer`.
     ``ci`` holds each share's seeded bootstrap interval over the probe images as [low, high].
+    Models run on ``device``; ``tick`` is called after each run x epoch.
     """
     eps = list(epochs) if epochs is not None else common_epochs(runs)
     params = {
@@ -316,12 +304,13 @@ def localisation(
         ci: dict[str, dict[str, list[list[float]]]] = {}
         for run in runs:
             for e in eps:
-                model = run.build_model(e)
+                model = run.build_model(e, device)
                 cams = grad_cam_batch(model, x, cam_layer(model, x.shape[-1]), "positive")
                 for region, per_image in region_shares(cams, masks).items():
                     est = mean_ci(per_image, n_resamples, seed)
                     shares.setdefault(run.name, {}).setdefault(region, []).append(est.value)
                     ci.setdefault(run.name, {}).setdefault(region, []).append([est.low, est.high])
+                tick(f"attention {run.name} epoch {e}")
         return {
             "epochs": eps,
             "regions": list(masks),

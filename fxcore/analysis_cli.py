@@ -12,7 +12,16 @@ from typing import Any
 
 import numpy as np
 
-from fxcore.argtypes import DEFAULT_ROOT, epoch_range, nonneg_int, positive_int
+from fxcore.argtypes import (
+    DEFAULT_ROOT,
+    JSON_HELP,
+    ROOT_HELP,
+    epoch_range,
+    nonneg_int,
+    positive_int,
+)
+from fxcore.devices import DEVICE_CHOICES, DEVICE_HELP
+from fxcore.errors import FxcoreError
 
 
 def jsonable(obj: Any) -> Any:
@@ -69,41 +78,64 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device(args: argparse.Namespace) -> str:
+    """``--device`` (else ``$FXCORE_DEVICE``, else auto) resolved to cpu or cuda, checked first."""
+    from fxcore.devices import resolve_device
+
+    return resolve_device(args.device)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
-    from fxcore.analysis import pick_runs
-    from fxcore.runs import epochs_text
+    from tqdm.auto import tqdm
+
+    from fxcore.analysis import epoch_span
+    from fxcore.compare_plan import duration_text, estimate_seconds, plan_compare
     from fxcore.trust import compare
 
+    device = _device(args)
     exp = _experiment(args)
-    used = [*pick_runs(exp, args.runs), *(r for r in exp.runs if r.is_control)]
-    skipped = _report_skipped(used, args.strict)
-    result = compare(exp, args.runs, n_probe=args.probe, n_resamples=args.bootstrap, seed=args.seed)
+    plan = plan_compare(exp, args.runs, args.probe, None, args.layers)
+    skipped = _report_skipped(plan.everyone, args.strict, *args.epochs)
+    epochs = None
+    if args.epochs != (None, None):
+        epochs = epoch_span(plan.everyone, *args.epochs)
+        plan = plan_compare(exp, args.runs, args.probe, epochs, args.layers)
+    # Announced on stderr before the work starts; stdout carries only the result.
+    print(f"{plan.describe()} on {device}", file=sys.stderr)
+    try:  # a guide only: a model that cannot be timed on zeros must not stop the comparison
+        seconds = estimate_seconds(exp, plan, device, args.bootstrap) if plan.images else None
+    except (RuntimeError, ValueError, IndexError, FxcoreError):
+        seconds = None  # compare itself names any real problem next
+    if seconds is not None:
+        print(
+            f"estimate: about {duration_text(seconds)} if nothing is cached yet (from a timed "
+            "forward and backward pass; limit it with --epochs, --probe or --layers)",
+            file=sys.stderr,
+        )
+    with tqdm(total=plan.total, desc="compare", unit="step", file=sys.stderr) as bar:
+
+        def progress(done: int, _total: int, label: str) -> None:
+            bar.set_postfix_str(label, refresh=False)
+            bar.update(done - bar.n)
+
+        result = compare(
+            exp,
+            args.runs,
+            n_probe=args.probe,
+            n_resamples=args.bootstrap,
+            seed=args.seed,
+            epochs=epochs,
+            layers=args.layers,
+            device=device,
+            progress=progress,
+        )
     result["skipped_epochs"] = [{"run": r, "epoch": e, "reason": why} for r, e, why in skipped]
     if args.json:
         print(json.dumps(jsonable(result)))
         return 0
-    dyn = result["dynamics"]
-    a, b = dyn["runs"]
-    print(f"{result['experiment']}: {a} vs {b}, epochs {epochs_text(dyn['epochs'])}")
-    cka = result.get("cka", {})
-    ctl = result.get("control", {}).get("cka", {})
-    nan = [float("nan")]
-    print(
-        f"{'layer':24} {'drift ' + a[:8]:>15} {'drift ' + b[:8]:>15} {'cosine':>7} "
-        f"{'CKA [95% CI]':>20} {'control CKA':>12}"
-    )
-    for key, d in dyn["layers"].items():
-        name = key.removesuffix(".weight")
-        c, lo, hi = (cka.get(k, {}).get(name, nan)[-1] for k in ("layers", "low", "high"))
-        cc = ctl.get("layers", {}).get(name, nan)[-1]
-        print(
-            f"{key:24} {d['drift_a'][-1]:15.3f} {d['drift_b'][-1]:15.3f} {d['cosine'][-1]:7.3f} "
-            f"{c:6.3f} [{lo:5.2f},{hi:5.2f}] {cc:12.3f}"
-        )
-    loc = result.get("localisation", {})
-    for run, shares in loc.get("runs", {}).items():
-        text = "  ".join(f"{r} {v[-1]:.2f}" for r, v in shares.items())
-        print(f"attention share, {run} (final epoch): {text}")
+    from fxcore.cli_format import compare_text
+
+    print(compare_text(result))
     return 0
 
 
@@ -117,6 +149,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from fxcore.inputs import input_spec
     from fxcore.runs import epochs_text
 
+    device = _device(args)
     exp = _experiment(args)
     runs = pick_runs(exp, args.runs)
     for run in runs:  # one epoch only: a damaged one cannot be skipped, it is an error
@@ -134,7 +167,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         crop_face=args.crop_face,
         mode=spec.mode,
     )
-    models = [(r.name, r.attribute, r.build_model(args.epoch)) for r in runs]
+    models = [(r.name, r.attribute, r.build_model(args.epoch, device)) for r in runs]
     views = explain(models, prepared.tensor, args.layer, top_k=args.top_k)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -172,10 +205,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_figures(args: argparse.Namespace) -> int:
     from fxcore.figures import write_figures
 
+    device = _device(args)
     exp = _experiment(args)
     _report_skipped(exp.runs, args.strict)
     paths = write_figures(
-        exp, Path(args.out), image=args.image, layer=args.layer, n_probe=args.probe
+        exp, Path(args.out), image=args.image, layer=args.layer, n_probe=args.probe, device=device
     )
     for p in paths:
         print(p)
@@ -185,6 +219,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from fxcore.evaluate import EvalError, evaluate_experiment, folder_set
 
+    device = _device(args)
     exp = _experiment(args)
     attrs = [r.attribute for r in exp.runs]
     labels = Path(args.labels) if args.labels else None
@@ -192,7 +227,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise EvalError("--labels needs --images DIR: the folder of the photos it labels")
     eval_set = folder_set(Path(args.images), labels, attrs) if args.images else None
     epochs = [args.epoch] if args.epoch is not None else None
-    res = evaluate_experiment(exp, eval_set, args.framing, epochs, progress=not args.json)
+    res = evaluate_experiment(
+        exp, eval_set, args.framing, epochs, progress=not args.json, device=device
+    )
+    if res.get("labels_without_image"):  # on stderr: --json keeps stdout for the result
+        print(
+            f"note: {res['labels_without_image']} labelled row(s) of {labels or 'the labels'} "
+            f"had no image in {args.images}; evaluated the {res['n_images']} image(s) present",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps(jsonable(res)))
         return 0
@@ -226,9 +269,11 @@ def cmd_ship(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register the analysis sub-commands on the main parser."""
 
-    def common(p: argparse.ArgumentParser, strict: bool = True) -> None:
+    def common(p: argparse.ArgumentParser, strict: bool = True, device: bool = True) -> None:
         p.add_argument("experiment", help="experiment folder, or its name under --root")
-        p.add_argument("--root", default=DEFAULT_ROOT)
+        p.add_argument("--root", default=DEFAULT_ROOT, help=ROOT_HELP)
+        if device:
+            p.add_argument("--device", choices=DEVICE_CHOICES, help=DEVICE_HELP)
         if strict:
             p.add_argument(
                 "--strict",
@@ -238,17 +283,31 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             )
 
     p = sub.add_parser("stats", help="per-weight mean and variance of one tensor over epochs")
-    common(p)
+    common(p, device=False)  # weights only: no model runs
     p.add_argument("--run", required=True, help="run name (attribute)")
     p.add_argument("--layer", required=True, help="tensor key, e.g. classifier.3.weight")
-    p.add_argument("--epochs", type=epoch_range, default=(None, None), help="A:B inclusive")
+    p.add_argument(
+        "--epochs", type=epoch_range, default=(None, None), metavar="A:B", help="A:B inclusive"
+    )
     p.add_argument("--out", required=True, help="output .npz with arrays mean, var, epochs")
     p.set_defaults(func=cmd_stats)
 
-    p = sub.add_parser("compare", help="drift, cosine, CKA and attention shares of two runs")
+    p = sub.add_parser(
+        "compare",
+        help="drift, cosine, CKA and attention shares of two runs",
+        description="Drift, cosine, CKA, accuracy, probes and attention shares of two runs, "
+        "and of the first against its control run when the experiment has one. The plan, a time "
+        "estimate and a progress bar go to stderr; the result to stdout. CKA is the unbiased "
+        "estimator: near 0 for unrelated layers, it can be slightly below 0.",
+    )
     common(p)
-    p.add_argument("--runs", nargs=2, metavar=("R1", "R2"))
-    p.add_argument("--probe", type=positive_int, default=128, help="probe images for CKA/CAM")
+    p.add_argument(
+        "--runs",
+        nargs=2,
+        metavar=("R1", "R2"),
+        help="the two runs to compare (default: the first two that are not controls)",
+    )
+    p.add_argument("--probe", type=positive_int, default=128, help="probe images (default 128)")
     p.add_argument(
         "--bootstrap",
         type=positive_int,
@@ -256,26 +315,43 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="bootstrap resamples for the confidence intervals",
     )
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the bootstrap and probes")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--epochs",
+        type=epoch_range,
+        default=(None, None),
+        metavar="A:B",
+        help="only epochs A:B inclusive (default: every epoch; weight dynamics always cover all)",
+    )
+    p.add_argument(
+        "--layers",
+        nargs="+",
+        metavar="LAYER",
+        help="only these layers, e.g. features.10 classifier.0 (default: every conv and linear)",
+    )
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("explain", help="feature maps and Grad-CAM of each model for one image")
     common(p, strict=False)
-    p.add_argument("--image", required=True)
-    p.add_argument("--epoch", type=nonneg_int, required=True)
+    p.add_argument("--image", required=True, help="photo to explain (JPEG, PNG, ...)")
+    p.add_argument("--epoch", type=nonneg_int, required=True, help="epoch of the weights to use")
     p.add_argument("--layer", required=True, help="module name, e.g. features.10")
-    p.add_argument("--runs", nargs="+")
-    p.add_argument("--top-k", type=positive_int, default=8)
+    p.add_argument("--runs", nargs="+", help="runs to explain with (default: the first two)")
+    p.add_argument(
+        "--top-k", type=positive_int, default=8, help="most active channels to keep (default 8)"
+    )
     p.add_argument("--crop-face", action="store_true", help="detect the face and crop like CelebA")
     p.add_argument("--out", required=True, help="output folder for PNGs and predictions.json")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("figures", help="static PNGs of the seed paper's figures and the new ones")
     common(p)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="folder for the PNG files")
     p.add_argument("--image", help="face for the feature-map figures (default: a probe image)")
     p.add_argument("--layer", help="VGG tensor for the mean/variance figures")
-    p.add_argument("--probe", type=positive_int, default=64)
+    p.add_argument(
+        "--probe", type=positive_int, default=64, help="probe images for CKA/CAM (default 64)"
+    )
     p.set_defaults(func=cmd_figures)
 
     p = sub.add_parser(
@@ -308,9 +384,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(framing="align")
     p.add_argument("--epoch", type=nonneg_int, help="only this epoch (default: every epoch)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("ship", help="float16 weights and no optimizer state (to commit a pair)")
-    common(p)
+    common(p, device=False)
     p.set_defaults(func=cmd_ship)

@@ -6,6 +6,8 @@ import argparse
 import math
 
 DEFAULT_ROOT = "checkpoints"  # where experiments live unless --root/--out says otherwise
+ROOT_HELP = f"folder holding the experiments (default: {DEFAULT_ROOT})"
+JSON_HELP = "print the result as one JSON document on stdout (messages go to stderr)"
 
 
 def int_at_least(low: int):

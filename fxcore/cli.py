@@ -1,4 +1,4 @@
-"""Command line: ``python -m fxcore <command> --help``.
+"""Command line of fxcore: python -m fxcore COMMAND --help shows each command's options.
 
 Argument errors exit with code 2 and one line (argparse); problems with data, checkpoints or models
 exit with code 1 and one ``error:`` line that says what to do — never a traceback.
@@ -11,10 +11,15 @@ import json
 import sys
 from pathlib import Path
 
-from fxcore.argtypes import DEFAULT_ROOT, nonneg_int, positive_int
+from fxcore.argtypes import DEFAULT_ROOT, JSON_HELP, ROOT_HELP, nonneg_int, positive_int
 from fxcore.config import add_train_args
 from fxcore.errors import FxcoreError, TrainingInterrupted
 from fxcore.registry import DATASETS, MODEL_NAMES
+
+DESCRIPTION = (
+    "fxcore trains identical networks in lockstep on different labels and compares how they "
+    "come to differ. Run python -m fxcore COMMAND --help for the options of a command."
+)
 
 # ---------------------------------------------------------------- commands
 
@@ -75,20 +80,26 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no experiments under {args.root} (create them with: python -m fxcore demo)")
         return 0
-    print(
-        f"{'experiment':24} {'run':12} {'model':9} {'dataset':10} {'epochs':7} val_acc  "
-        f"{'state':16} bad"
-    )
+    from fxcore.cli_format import number, table
+
+    body = []
     for r in rows:
         last = r["metrics"][-1] if r["metrics"] else {}
         acc = last.get("val_accuracy")
-        span = f"0..{max(r['epochs'])}" if r["epochs"] else "-"
-        acc_s = f"{acc:.3f}" if isinstance(acc, float) else "  -  "
-        state = f"{r['state']} {r['epoch_of']}" if r["state"] else "-"
-        print(
-            f"{r['experiment']:24} {r['run']:12} {r['model']:9} {r['dataset']:10} {span:7} "
-            f"{acc_s}    {state:16} {len(r['bad_epochs']) or ''}"
+        body.append(
+            [
+                r["experiment"],
+                r["run"],
+                r["model"],
+                r["dataset"],
+                f"0..{max(r['epochs'])}" if r["epochs"] else "-",
+                number(acc if isinstance(acc, float) else None),
+                f"{r['state']} {r['epoch_of']}" if r["state"] else "-",
+                str(len(r["bad_epochs"]) or ""),
+            ]
         )
+    header = ["experiment", "run", "model", "dataset", "epochs", "val_acc", "state", "bad"]
+    print(table(header, body, right=(5, 7)))
     return 0
 
 
@@ -118,23 +129,25 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m fxcore", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m fxcore", description=DESCRIPTION)
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )
 
     p = sub.add_parser("data", help="sample counts and positive rates of a dataset")
-    p.add_argument("dataset", choices=DATASETS)
-    p.add_argument("--data-root")
-    p.add_argument("--attributes", nargs="+", metavar="A")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("dataset", choices=DATASETS, help="which dataset to count")
+    p.add_argument("--data-root", help="folder of the dataset (default: its usual location)")
+    p.add_argument(
+        "--attributes", nargs="+", metavar="A", help="attributes whose positive rate to print"
+    )
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("synthfaces-grid", help="write a labelled 4x4 grid of SynthFaces as PNG")
-    p.add_argument("--out", required=True)
-    p.add_argument("--rows", type=positive_int, default=4)
-    p.add_argument("--cols", type=positive_int, default=4)
-    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--rows", type=positive_int, default=4, help="faces per column (default 4)")
+    p.add_argument("--cols", type=positive_int, default=4, help="faces per row (default 4)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="which faces to draw (default 0)")
     p.set_defaults(func=cmd_synthfaces_grid)
 
     p = sub.add_parser("train", help="train one model per attribute in lockstep")
@@ -151,13 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("runs", help="list experiments, runs, epochs and metrics")
-    p.add_argument("--root", default=DEFAULT_ROOT)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--root", default=DEFAULT_ROOT, help=ROOT_HELP)
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("import", help="turn a folder of per-epoch weight files into a run")
     p.add_argument("src", help="folder of .pt/.pth/.safetensors files, epoch number in each name")
-    p.add_argument("--model", choices=MODEL_NAMES, required=True)
+    p.add_argument(
+        "--model", choices=MODEL_NAMES, required=True, help="architecture the weights belong to"
+    )
     p.add_argument("--out", required=True, help="run folder; its parent is the experiment")
     p.add_argument("--attribute", help="attribute the run was trained on (default: run name)")
     p.set_defaults(func=cmd_import)

@@ -41,7 +41,7 @@ def attribute_rates(exp: Experiment, out: Path) -> Path:
 
 
 def feature_map_figures(
-    exp: Experiment, out: Path, image: str | None, n_layers: int = 4
+    exp: Experiment, out: Path, image: str | None, n_layers: int = 4, device: str = "cpu"
 ) -> list[Path]:
     """Fig. 3.1/3.2: channel-mean and top channels of a few conv layers, L1 and L2, final epoch."""
     import torch
@@ -50,7 +50,7 @@ def feature_map_figures(
 
     runs = analysis.pick_runs(exp)
     epoch = analysis.common_epochs(runs)[-1]
-    models = [(r.name, r.attribute, r.build_model(epoch)) for r in runs]
+    models = [(r.name, r.attribute, r.build_model(epoch, device)) for r in runs]
     convs = conv_layers(models[0][2])
     if not convs:
         return []
@@ -135,7 +135,7 @@ def _band(ax: plt.Axes, x, value, low, high, label: str, style: str = "o-") -> N
         ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
 
 
-def dynamics_figures(exp: Experiment, out: Path, n_probe: int) -> list[Path]:
+def dynamics_figures(exp: Experiment, out: Path, n_probe: int, device: str = "cpu") -> list[Path]:
     """New: drift by layer, cross-model cosine, CKA by layer and epoch, attention shares.
 
     With a control run (``train --controls``) every pairwise figure draws L1 vs control beside
@@ -180,7 +180,7 @@ def dynamics_figures(exp: Experiment, out: Path, n_probe: int) -> list[Path]:
     can = capabilities(exp.info)
     if len(runs) < 2 or not can.probe_images:
         return paths
-    res = analysis.cka(exp, runs, n_probe=n_probe)
+    res = analysis.cka(exp, runs, n_probe=n_probe, device=device)
     names = list(res["layers"])
     grid = np.array([res["layers"][n] for n in names])
     fig, ax = plt.subplots(figsize=(6, 0.3 * len(names) + 2))
@@ -193,11 +193,11 @@ def dynamics_figures(exp: Experiment, out: Path, n_probe: int) -> list[Path]:
     )
     plt.colorbar(im, ax=ax)
     paths.append(_save(fig, out / "cka_layer_epoch.png"))
-    paths.append(_cka_vs_control(exp, res, runs[0], control, n_probe, out))
+    paths.append(_cka_vs_control(exp, res, runs[0], control, n_probe, out, device))
     if not can.face_regions:
         return paths
     shown = [*runs[:2], *([control] if control is not None else [])]
-    loc = analysis.localisation(exp, shown, n_probe=n_probe)
+    loc = analysis.localisation(exp, shown, n_probe=n_probe, device=device)
     fig, ax = plt.subplots(figsize=(7, 4))
     for run, shares in loc["runs"].items():
         for region, style in (("mouth", "-"), ("eyes", "--")):
@@ -221,7 +221,9 @@ def dynamics_figures(exp: Experiment, out: Path, n_probe: int) -> list[Path]:
     return paths
 
 
-def _cka_vs_control(exp: Experiment, res: dict, first, control, n_probe: int, out: Path) -> Path:
+def _cka_vs_control(
+    exp: Experiment, res: dict, first, control, n_probe: int, out: Path, device: str = "cpu"
+) -> Path:
     """Final-epoch CKA per layer: L1 vs L2 against L1 vs control, each with its 95% band."""
     names = list(res["layers"])
     xs = np.arange(len(names))
@@ -239,7 +241,7 @@ def _cka_vs_control(exp: Experiment, res: dict, first, control, n_probe: int, ou
         f"{res['runs'][0]} vs {res['runs'][1]}",
     )
     if control is not None:
-        ctl = analysis.cka(exp, [first, control], n_probe=n_probe)
+        ctl = analysis.cka(exp, [first, control], n_probe=n_probe, device=device)
         _band(
             ax,
             xs,
@@ -267,12 +269,14 @@ def write_figures(
     image: str | None = None,
     layer: str | None = None,
     n_probe: int = 64,
+    device: str = "cpu",
 ) -> list[Path]:
-    """Write every figure that applies to ``exp`` into ``out``; returns the paths written."""
+    """Write every figure that applies to ``exp`` into ``out``; returns the paths written (the
+    models run on ``device``)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [attribute_rates(exp, out)]
     if capabilities(exp.info).conv_layers:
-        paths += feature_map_figures(exp, out, image)
+        paths += feature_map_figures(exp, out, image, device=device)
     paths += weight_figures(exp, out, layer)
-    paths += dynamics_figures(exp, out, n_probe)
+    paths += dynamics_figures(exp, out, n_probe, device)
     return paths

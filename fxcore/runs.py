@@ -204,8 +204,9 @@ class Run:
         self.check_epoch(epoch)
         return load_file(str(self.epoch_path(epoch)))
 
-    def build_model(self, epoch: int) -> torch.nn.Module:
-        """The run's model with epoch's weights, on CPU, in eval mode."""
+    def build_model(self, epoch: int, device: str = "cpu") -> torch.nn.Module:
+        """The run's model with epoch's weights, on ``device`` (``cpu`` or ``cuda``, see
+        :func:`fxcore.devices.resolve_device`), in eval mode."""
         from fxcore.models import build_model
 
         model = build_model(self.model, num_outputs=int(self.info.get("num_outputs", 1)))
@@ -213,7 +214,7 @@ class Run:
             model.load_state_dict(self.state_dict(epoch))
         except RuntimeError as exc:
             raise CheckpointError(f"{self.epoch_path(epoch)}: does not fit {self.model}") from exc
-        return model.eval()
+        return (model if device == "cpu" else model.to(device)).eval()
 
     def meta(self, epoch: int) -> dict[str, Any]:
         return read_meta(self.epoch_path(epoch))

@@ -9,7 +9,7 @@ cross-task linear probes are given per model. Everything is cached like :mod:`fx
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,11 +17,15 @@ import torch
 
 from fxcore import analysis
 from fxcore.activations import _logits, pooled_activations
-from fxcore.attribution import attribution_maps, sanity_check, sources
+from fxcore.attribution import INPUT_METHOD, attribution_maps, sanity_check, sources
+from fxcore.compare_plan import ComparePlan, plan_compare
 from fxcore.probes import probe_grid
 from fxcore.runs import Experiment, Run, common_epochs
 from fxcore.similarity import region_shares
+from fxcore.steps import Progress, Steps, quiet
 from fxcore.uncertainty import LEVEL, mean_ci
+
+Tick = Callable[[str], None]
 
 
 def _column(attributes: Sequence[str], run: Run) -> int:
@@ -31,9 +35,9 @@ def _column(attributes: Sequence[str], run: Run) -> int:
 
 @torch.no_grad()
 def _correct(model: torch.nn.Module, x: torch.Tensor, y: np.ndarray) -> np.ndarray:
-    out = _logits(model, x)  # (N, K)
+    out = _logits(model, x.to(next(model.parameters()).device))  # (N, K)
     pred = (out[:, 0] > 0).long() if out.shape[1] == 1 else out.argmax(1)
-    return (pred.numpy() == y.astype(np.int64)).astype(np.float64)
+    return (pred.cpu().numpy() == y.astype(np.int64)).astype(np.float64)
 
 
 def accuracy(
@@ -43,6 +47,8 @@ def accuracy(
     n_resamples: int = 200,
     seed: int = 0,
     epochs: Sequence[int] | None = None,
+    device: str = "cpu",
+    tick: Tick = quiet,
 ) -> dict:
     """Each run's accuracy on its own attribute over the probe images, per epoch, with its CI.
 
@@ -62,8 +68,9 @@ def accuracy(
         for run in runs:
             y = data.labels[:, _column(data.attributes, run)]
             for e in eps:
-                est = mean_ci(_correct(run.build_model(e), data.x, y), n_resamples, seed)
+                est = mean_ci(_correct(run.build_model(e, device), data.x, y), n_resamples, seed)
                 out.setdefault(run.name, []).append([est.value, est.low, est.high])
+                tick(f"accuracy {run.name} epoch {e}")
         return {"epochs": eps, "n_probe": int(len(data.x)), "runs": out, "level": LEVEL}
 
     return analysis.cached(exp, "accuracy", runs, eps, params, compute)
@@ -76,6 +83,9 @@ def probes(
     n_resamples: int = 200,
     seed: int = 0,
     epochs: Sequence[int] | None = None,
+    device: str = "cpu",
+    tick: Tick = quiet,
+    layers: Sequence[str] | None = None,
 ) -> dict:
     """Cross-task linear probes: per run, attribute, layer and epoch, held-out accuracy and CI.
 
@@ -88,23 +98,25 @@ def probes(
         "runs": [r.name for r in runs],
         "n_resamples": n_resamples,
         "seed": seed,
+        **analysis.layers_param(layers),
     }
 
     def compute() -> dict:
         data = analysis.probe_data(exp, n_probe)
         out: dict[str, dict[str, dict[str, list[list[float]]]]] = {}
-        layers: list[str] = []
+        names: list[str] = []
         for run in runs:
             for e in eps:
-                model = run.build_model(e)
-                layers = analysis.layer_names(model)
-                feats = pooled_activations(model, data.x, layers)
+                model = run.build_model(e, device)
+                names = [n for n in analysis.layer_names(model) if not layers or n in layers]
+                feats = pooled_activations(model, data.x, names)
                 grid = probe_grid(feats, data.labels, data.attributes, seed, n_resamples)
                 for attr, per_layer in grid.items():
                     for layer, row in per_layer.items():
                         out.setdefault(run.name, {}).setdefault(attr, {}).setdefault(
                             layer, []
                         ).append(row)
+                tick(f"probes {run.name} epoch {e}")
         # Chance level to read the accuracies against: the majority class share.
         chance = {
             a: float(max(np.mean(data.labels[:, k] == v) for v in np.unique(data.labels[:, k])))
@@ -113,7 +125,7 @@ def probes(
         return {
             "epochs": eps,
             "attributes": data.attributes,
-            "layers": layers,
+            "layers": names,
             "n_probe": int(len(data.x)),
             "chance": chance,
             "runs": out,
@@ -144,6 +156,9 @@ def attribution(
     epochs: Sequence[int] | None = None,
     map_side: int = 32,
     n_sanity: int = 32,
+    device: str = "cpu",
+    tick: Tick = quiet,
+    layers: Sequence[str] | None = None,
 ) -> dict:
     """Region shares for every attribution source (Grad-CAM at each block, the input method) per
     run, epoch and region, for images with and without the run's attribute, with CIs; the mean
@@ -161,7 +176,13 @@ def attribution(
         "seed": seed,
         "map_side": map_side,
         "n_sanity": n_sanity,
+        **analysis.layers_param(layers),
     }
+
+    def chosen(model: torch.nn.Module) -> list[str]:
+        """Every source, or (with ``layers``) the input method and Grad-CAM at those layers."""
+        keep = {INPUT_METHOD, *(f"gradcam:{n}" for n in layers or ())}
+        return [n for n in sources(model) if not layers or n in keep]
 
     def compute() -> dict:
         data = analysis.probe_data(exp, n_probe)
@@ -181,8 +202,8 @@ def attribution(
             y = data.labels[:, _column(data.attributes, run)]
             groups = {"with": y == 1, "without": y == 0}
             for e in eps:
-                model = run.build_model(e)
-                names = sources(model)
+                model = run.build_model(e, device)
+                names = chosen(model)
                 for src, m in attribution_maps(model, data.x, names, seed=seed).items():
                     per = region_shares(m, data.masks)
                     for g, sel in groups.items():
@@ -194,9 +215,11 @@ def attribution(
                         maps_out.setdefault(run.name, {}).setdefault(src, {}).setdefault(
                             g, []
                         ).append(_mean_map(m[sel], side))
+                tick(f"attribution {run.name} epoch {e}")
             sanity[run.name] = sanity_check(
-                run.build_model(eps[-1]), data.x[:n_sanity], names, seed
+                run.build_model(eps[-1], device), data.x[:n_sanity], names, seed
             )
+            tick(f"sanity check {run.name}")
         return {
             "epochs": eps,
             "sources": names,
@@ -221,14 +244,29 @@ def attribution(
 
 
 def _pair(
-    exp: Experiment, pair: list[Run], n_probe: int, n_resamples: int, seed: int, images: bool
+    exp: Experiment,
+    part: str,
+    pair: list[Run],
+    steps: Steps,
+    plan: ComparePlan,
+    kw: dict[str, Any],
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {"runs": [r.name for r in pair], "dynamics": analysis.dynamics(exp, pair)}
-    if images:
-        out["cka"] = analysis.cka(exp, pair, n_probe=n_probe, n_resamples=n_resamples, seed=seed)
-    if images and exp.info.get("dataset") != "mnist":
-        out["localisation"] = analysis.localisation(
-            exp, pair, n_probe=n_probe, n_resamples=n_resamples, seed=seed
+    """Weight dynamics, CKA and attention shares of one pair, each reported to ``steps``."""
+    out: dict[str, Any] = {"runs": [r.name for r in pair]}
+    out["dynamics"] = steps.measure(
+        1, "weight dynamics", lambda _tick: analysis.dynamics(exp, pair)
+    )
+    if (part, "cka") in plan.steps:
+        out["cka"] = steps.measure(
+            plan.steps[(part, "cka")],
+            "CKA",
+            lambda tick: analysis.cka(exp, pair, tick=tick, layers=plan.layers, **kw),
+        )
+    if (part, "localisation") in plan.steps:
+        out["localisation"] = steps.measure(
+            plan.steps[(part, "localisation")],
+            "attention shares",
+            lambda tick: analysis.localisation(exp, pair, tick=tick, **kw),
         )
     return out
 
@@ -239,15 +277,34 @@ def compare(
     n_probe: int = 256,
     n_resamples: int = 200,
     seed: int = 0,
+    *,
+    epochs: Sequence[int] | None = None,
+    layers: Sequence[str] | None = None,
+    device: str = "cpu",
+    progress: Progress | None = None,
 ) -> dict:
     """Everything ``compare --json`` prints.
 
     Top level: ``dynamics``, ``cka``, ``localisation`` of L1 vs L2. ``control``: the
     same for L1 vs its first control run (absent when the experiment has none). ``accuracy`` and
     ``probes`` cover L1, L2 and the control. Intervals: ``low``/``high`` or ``ci`` entries.
+
+    ``epochs`` and ``layers`` limit the work (default: every common epoch, every conv and linear
+    layer; weight dynamics always cover all of them); ``limits`` in the result says which were
+    used. Models run on ``device`` (:func:`fxcore.devices.resolve_device`); the statistics stay
+    on the host in float64. ``progress(done, total, label)`` is called after each step of
+    :func:`fxcore.compare_plan.plan_compare`'s plan (one run x epoch of one measure).
     """
-    runs = analysis.pick_runs(exp, run_names)
-    images = exp.info.get("dataset") not in (None, "imported")
+    plan = plan_compare(exp, run_names, n_probe, epochs, layers)
+    steps = Steps(plan.total, progress)
+    runs, control, everyone = plan.runs, plan.control, plan.everyone
+    kw: dict[str, Any] = {
+        "n_probe": n_probe,
+        "n_resamples": n_resamples,
+        "seed": seed,
+        "epochs": plan.epochs,
+        "device": device,
+    }
     result: dict[str, Any] = {
         "experiment": exp.name,
         "runs": [r.name for r in runs],
@@ -255,18 +312,22 @@ def compare(
         "seed": seed,
         "level": LEVEL,
     }
+    if plan.epochs is not None or plan.layers:
+        result["limits"] = {"epochs": plan.epochs, "layers": plan.layers}
     if len(runs) >= 2:
-        result.update(_pair(exp, runs[:2], n_probe, n_resamples, seed, images))
+        result.update(_pair(exp, "pair", runs[:2], steps, plan, kw))
     else:
-        result["dynamics"] = analysis.dynamics(exp, runs)
-    control = analysis.pick_control(exp, runs[0])
-    everyone = [*runs[:2]]
+        result["dynamics"] = steps.measure(
+            1, "weight dynamics", lambda _tick: analysis.dynamics(exp, runs)
+        )
     if control is not None:
-        result["control"] = _pair(exp, [runs[0], control], n_probe, n_resamples, seed, images)
-        everyone.append(control)
-    if images:
-        result["accuracy"] = accuracy(exp, everyone, n_probe, n_resamples, seed)
-        result["probes"] = probes(exp, everyone, n_probe, n_resamples, seed)
-    if images and exp.info.get("dataset") != "mnist":
-        result["attribution"] = attribution(exp, everyone, n_probe, n_resamples, seed)
+        result["control"] = _pair(exp, "control", [runs[0], control], steps, plan, kw)
+    per_model = {
+        "accuracy": lambda tick: accuracy(exp, everyone, tick=tick, **kw),
+        "probes": lambda tick: probes(exp, everyone, tick=tick, layers=plan.layers, **kw),
+        "attribution": lambda tick: attribution(exp, everyone, tick=tick, layers=plan.layers, **kw),
+    }
+    for measure, run in per_model.items():
+        if ("all", measure) in plan.steps:
+            result[measure] = steps.measure(plan.steps[("all", measure)], measure, run)
     return result

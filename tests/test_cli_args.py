@@ -3,7 +3,9 @@ one ``error:`` line; never a traceback."""
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -314,3 +316,38 @@ def test_real_process_bad_argument_and_runtime_error(tmp_path: Path) -> None:
     assert missing.stderr.splitlines() == [
         f"error: no experiment 'nope': {tmp_path / 'none'} does not exist"
     ]
+
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    from fxcore.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return {"": parser, **sub.choices}
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    missing = [
+        f"{name} {'/'.join(action.option_strings) or action.dest}"
+        for name, parser in _subparsers().items()
+        for action in parser._actions
+        if not isinstance(action, argparse._SubParsersAction)
+        and (not (action.help or "").strip() or action.help == argparse.SUPPRESS)
+    ]
+    assert not missing, missing
+
+
+REST_MARKUP = re.compile(r"``|:(func|class|mod|meth|data|attr):|\*\*|^\.\. ", re.M)
+
+
+def test_help_shows_no_rest_markup() -> None:
+    found = {}
+    for name, parser in _subparsers().items():
+        text = parser.format_help()
+        if REST_MARKUP.search(text) or "`" in text:
+            found[name or "main"] = [ln for ln in text.splitlines() if "`" in ln or "**" in ln]
+    assert not found, found
+    top = subprocess.run(
+        [sys.executable, "-m", "fxcore", "--help"], capture_output=True, text=True, env=ENV
+    )
+    assert top.returncode == 0 and "`" not in top.stdout and "COMMAND --help" in top.stdout

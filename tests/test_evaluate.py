@@ -97,8 +97,9 @@ def test_images_without_labels_and_labels_without_images(tmp_path: Path) -> None
     labels = write_attr_file(
         tmp_path / "labels.txt", {"a.jpg": (1, 0), "b.jpg": (0, 1), "c.jpg": (1, 1)}
     )
-    with pytest.raises(EvalError, match="1 row.*no image.*c.jpg"):
-        folder_set(folder, labels, ["Smiling"])
+    subset = folder_set(folder, labels, ["Smiling"])  # a full file for a subset: not an error
+    assert [p.name for p in subset.items] == ["a.jpg", "b.jpg"]
+    assert subset.labels["Smiling"].tolist() == [1.0, 0.0] and subset.labels_without_image == 1
     with pytest.raises(EvalError, match="--labels"):
         folder_set(folder, None, ["Smiling"])
     with pytest.raises(EvalError, match="no column Bald"):
@@ -107,6 +108,38 @@ def test_images_without_labels_and_labels_without_images(tmp_path: Path) -> None
             write_attr_file(tmp_path / "l2.txt", {"a.jpg": (1, 0), "b.jpg": (0, 1)}),
             ["Bald"],
         )
+
+
+def test_cli_eval_with_a_full_attribute_file_scores_the_images_present(
+    tiny_root: Path, photo_folder, tmp_path: Path, capsys
+) -> None:
+    """An attribute file listing many more photos than the folder holds (CelebA's official
+    file for a subset): the images present are evaluated, the rows without one counted."""
+    import shutil
+
+    from fxcore.cli import main
+
+    folder, labels = photo_folder
+    rows = {f"{i:06d}.png": (int(s), int(m)) for i, (s, m) in enumerate(labels)}
+    rows.update({f"{i:06d}.jpg": (i % 2, 1 - i % 2) for i in range(100, 140)})  # 40 absent
+    full = write_attr_file(tmp_path / "list_attr_celeba.txt", rows)
+    shutil.copytree(tiny_root / "tiny-synth", tmp_path / "tiny-synth")
+    argv = ["eval", "tiny-synth", "--root", str(tmp_path), "--images", str(folder)]
+    assert main([*argv, "--labels", str(full), "--face-crop", "--epoch", "3", "--json"]) == 0
+    out = capsys.readouterr()
+    res = json.loads(out.out)
+    assert res["n_images"] == 6 and res["labels_without_image"] == 40
+    assert res["runs"]["Smiling"]["3"]["n"] == 6
+    assert "40 labelled row(s)" in out.err and "evaluated the 6 image(s) present" in out.err
+    assert main([*argv, "--labels", str(full), "--face-crop", "--epoch", "3"]) == 0
+    assert "40 labelled row(s)" in capsys.readouterr().err
+    # An image without a label row is still an error, naming it.
+    Image.new("RGB", (40, 40)).save(tmp_path / "extra.png")
+    shutil.copytree(folder, tmp_path / "img")
+    shutil.move(tmp_path / "extra.png", tmp_path / "img" / "extra.png")
+    argv[-1] = str(tmp_path / "img")
+    assert main([*argv, "--labels", str(full), "--face-crop", "--epoch", "3"]) == 1
+    assert "1 image(s)" in capsys.readouterr().err
 
 
 def test_cli_eval_default_test_split_json(tiny_root: Path) -> None:
