@@ -113,9 +113,12 @@ def choose_image(exp: Experiment, problem: str | None) -> Picked | None:
 def input_warnings(exp: Experiment, picked: Picked) -> None:
     """What makes the outputs below hard to read, in boxes a reader cannot miss."""
     if picked.no_face:
+        how = picked.prepared.message
         st.warning(
-            f"**No face found** in this photo ({picked.prepared.message}): the models saw the "
-            "centre of the picture, so the probabilities below are not meaningful.",
+            "**No face found** in this photo"
+            + ("" if how.startswith("no face found") else f" ({how})")
+            + ": the models saw the centre of the picture, so the probabilities below are not "
+            "meaningful.",
             icon=":material/warning:",
         )
     can = capabilities(exp.info)
@@ -266,7 +269,7 @@ def main() -> None:
         convs,
         index=convs.index(default or widest),
         key="fm_layer",
-        format_func=lambda name: f"{name}  {verdicts[name].text}" if name in verdicts else name,
+        format_func=lambda name: f"{name}  {verdicts[name].text if name in verdicts else '?'}",
         help=f"Conv layers in forward order. The default is the deepest whose maps are still "
         f"at least {MIN_SIDE} pixels wide and whose Grad-CAM passes the cascading-randomisation "
         "sanity check for both models (✓; ✗ = fails, as on Training dynamics).",

@@ -177,10 +177,18 @@ def localisation_section(exp: Experiment, runs: list[Run]) -> None:
     regions, epochs = list(res["regions"]), list(res["epochs"])
     default = [r for r in REGIONS if r in regions] or regions[:3]
     chosen = st.multiselect("Regions", regions, default=default, key="td_regions")
+    layer = res.get("layer", "?")
+    verdict = cache.layer_sanity(exp, runs, epochs[-1])[0].get(layer)
+    check = f"{verdict.text} at epoch {epochs[-1]}" if verdict else "? sanity not checked"
     st.caption(
-        f"Share of each model's positive Grad-CAM mass (layer {res.get('layer', '?')}) "
+        f"Share of each model's positive Grad-CAM mass (layer {layer}, {check}) "
         f"inside each region, averaged over {res.get('n_probe', n_probe)} images."
     )
+    if verdict and verdict.passes is False:
+        st.warning(
+            f"Grad-CAM at {layer} fails the randomisation sanity check for "
+            f"{', '.join(verdict.failed)}: these shares are not evidence of where the model looks."
+        )
     fig = go.Figure()
     names = [r.name for r in runs if r.name in res["runs"]]  # L1, L2 order (JSON keys are sorted)
     for j, region in enumerate(chosen):
