@@ -108,6 +108,7 @@ def shares_figure(att: dict, names: list[str], region: str, group: str, t: int) 
             y=v,
             name=f"{'L1' if i == 0 else 'L2' if i == 1 else 'control'} {name}",
             error_y=_errors(v, lo, hi),
+            textposition="none",  # the interval is for hovering, not printed on the bar
             **_interval_hover(v, lo, hi),
         )
     fig.add_hline(
