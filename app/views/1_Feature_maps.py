@@ -173,6 +173,13 @@ def region_shares(view: ModelView, masks: dict[str, np.ndarray]) -> str:
     )
 
 
+def model_mark(verdict: Verdict | None, run: Run) -> str:
+    """This model's own result of the sanity check, for the caption of its Grad-CAM."""
+    if verdict is None or run.name not in verdict.rank_corr:
+        return ""
+    return " (✗ sanity)" if run.name in verdict.failed else " (✓ sanity)"
+
+
 def render(
     runs: list[Run],
     views: list[ModelView],
@@ -181,6 +188,7 @@ def render(
     negative: bool,
     masks: dict[str, np.ndarray] | None = None,
     meaningless: bool = False,
+    verdict: Verdict | None = None,
 ) -> None:
     cm = map_ranges([v.channel_mean for v in views], shared)
     top = map_ranges([v.top_maps for v in views], shared)
@@ -200,7 +208,7 @@ def render(
                 (overlay(image, view.channel_mean, *cm[i]), "Channel-mean activation"),
                 (
                     overlay(image, view.cam_positive, *pos[i]),
-                    f"Grad-CAM: evidence for {run.attribute}",
+                    f"Grad-CAM: evidence for {run.attribute}{model_mark(verdict, run)}",
                 ),
             ]
             if negative:
@@ -296,7 +304,7 @@ def main() -> None:
     with ui.guard("Feature maps"), st.spinner("Running both models…"):
         views = cache.explain(runs, epoch, layer, picked.prepared.tensor, picked.key, top_k)
         masks = picked.prepared.region_masks()
-        render(runs, views, image, shared, negative, masks, picked.no_face)
+        render(runs, views, image, shared, negative, masks, picked.no_face, verdicts.get(layer))
 
 
 main()
