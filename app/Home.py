@@ -91,6 +91,8 @@ def curves(exp: Experiment) -> None:
         st.info("No metrics recorded yet for this experiment (metrics.jsonl is empty).")
         return
     fig.update_xaxes(title_text="epoch", dtick=1)
+    fig.update_yaxes(title_text="loss (per image)", row=1, col=1)
+    fig.update_yaxes(title_text="accuracy (0–1)", row=1, col=2)
     fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     st.plotly_chart(fig, key="curves")
 
@@ -107,8 +109,63 @@ def bad_epochs(exp: Experiment) -> None:
     )
 
 
+FRAMING_TEXT = {"centre": "centre crop", "face": "face crop", "align": "re-aligned"}
+FRAMING_PREFERENCE = ("align", "face", "centre")  # an upload's framing: the app's default first
+
+
+def set_label(ev: dict) -> str:
+    """What an evaluated image set is, in words (its stored name is a folder's name)."""
+    name, source = str(ev.get("set", "?")), str(ev.get("source", ""))
+    if name == "test-split":
+        return "test split, aligned" if source.startswith("celeba") else "test split"
+    if "standin" in source.replace("-", "").lower():  # benchmarks/make_standin.py's output
+        return "stand-in, unaligned"
+    return f"folder {name}/"
+
+
+def headline(evals: list[dict]) -> dict[str, dict[str, dict]]:
+    """Set label -> run -> the metrics at the last epoch evaluated, one framing per set: the
+    test split as in training (centre crop), any other set as the app frames an upload (align)."""
+    per_set: dict[str, dict] = {}
+    for ev in evals:
+        label = set_label(ev)
+        order = ("centre", "align", "face") if ev.get("set") == "test-split" else FRAMING_PREFERENCE
+        rank = order.index(ev.get("framing")) if ev.get("framing") in order else len(order)
+        if label not in per_set or rank < per_set[label][0]:
+            per_set[label] = (rank, ev)
+    out: dict[str, dict[str, dict]] = {}
+    for label, (_, ev) in sorted(
+        per_set.items(), key=lambda kv: kv[1][1].get("set") != "test-split"
+    ):
+        for run, per in ev.get("runs", {}).items():
+            if per:
+                epoch = max(per, key=int)
+                out.setdefault(run, {})[label] = {
+                    **per[epoch],
+                    "epoch": int(epoch),
+                    "framing": ev.get("framing"),
+                }
+    return out
+
+
+def summary_lines(exp: Experiment, evals: list[dict]) -> list[str]:
+    """One line per model: each set's accuracy and AUC at the last epoch evaluated."""
+    best = headline(evals)
+    lines = []
+    for i, run in enumerate(r for r in exp.runs if r.name in best):
+        parts = [
+            f"{label} ({FRAMING_TEXT.get(m['framing'], m['framing'])}, epoch {m['epoch']}): "
+            f"accuracy **{m.get('accuracy', float('nan')):.3f}**, "
+            f"AUC **{m.get('auc', float('nan')):.3f}**"
+            for label, m in best[run.name].items()
+        ]
+        lines.append(f"**{ui.run_label(i, run)}** — " + " · ".join(parts))
+    return lines
+
+
 def evaluation_section(exp: Experiment) -> None:
-    """The last evaluations ``fxcore eval`` stored in the experiment."""
+    """The last evaluations ``fxcore eval`` stored in the experiment: a line per model, the
+    whole table behind an expander."""
     from fxcore.eval_store import stored_evaluations
 
     st.subheader("Evaluation")
@@ -119,10 +176,15 @@ def evaluation_section(exp: Experiment) -> None:
             "to score every run and epoch through the upload path."
         )
         return
+    st.markdown("  \n".join(summary_lines(exp, evals)))
+    st.caption(
+        "Stored by `python -m fxcore eval`, through the same upload path as the Feature maps "
+        "page: the test split framed as in training, other sets re-aligned like an upload."
+    )
     rows = [
         {
-            "set": ev.get("set"),
-            "framing": ev.get("framing"),
+            "set": set_label(ev),
+            "framing": FRAMING_TEXT.get(ev.get("framing"), ev.get("framing")),
             "images": ev.get("n_images"),
             "run": run,
             "epoch": int(epoch),
@@ -130,17 +192,15 @@ def evaluation_section(exp: Experiment) -> None:
             "balanced accuracy": m.get("balanced_accuracy"),
             "AUC": m.get("auc"),
             "ECE": m.get("ece"),
+            "source": ev.get("source"),
             "when": ev.get("time"),
         }
         for ev in evals
         for run, per in ev.get("runs", {}).items()
         for epoch, m in per.items()
     ]
-    st.caption(
-        "Stored by `python -m fxcore eval`: each set and framing's last evaluation, through "
-        "the same upload path as the Feature maps page."
-    )
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    with st.expander(f"Every set, framing, run and epoch ({len(rows)} rows)"):
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
 
 
 def demo_section() -> None:

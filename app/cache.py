@@ -210,6 +210,24 @@ def localisation(exp: Experiment, runs: Sequence[Run], n_probe: int) -> dict:
 # ---------------------------------------------------------------- one image
 
 
+@st.cache_data(max_entries=16, ttl=TTL, show_spinner=False)
+def _layer_sanity(path: str, names: tuple[str, ...], epoch: int, stamp: Stamp, _exp, _runs):
+    from fxcore.errors import FxcoreError
+    from fxcore.sanity import layer_sanity as verdicts
+
+    try:
+        return verdicts(_exp, _runs, epoch), None
+    except FxcoreError as exc:  # no probe images here (dataset absent): unchecked, and why
+        return {}, str(exc)
+
+
+def layer_sanity(exp: Experiment, runs: Sequence[Run], epoch: int):
+    """:func:`fxcore.sanity.layer_sanity` as ``(verdicts, None)``, or ``({}, why unchecked)``."""
+    names = tuple(r.name for r in runs)
+    stamp = _epoch_stamp(runs, [epoch])
+    return _layer_sanity(str(exp.path), names, epoch, stamp, exp, list(runs))
+
+
 @st.cache_data(max_entries=32, ttl=TTL, show_spinner=False)
 def _explain(
     paths: tuple[str, ...],

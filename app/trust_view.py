@@ -7,11 +7,13 @@ One call, :func:`cache.trust_compare` (``fxcore compare``), feeds every chart he
 from __future__ import annotations
 
 import cache
+import charts
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 import ui
 
+from fxcore.attribution import layer_verdicts
 from fxcore.runs import Experiment, Run
 
 PAIR, CONTROL = "#1f77b4", "#7f7f7f"
@@ -22,6 +24,12 @@ def _errors(values, low, high) -> dict:
     return {"type": "data", "symmetric": False, "array": hi - v, "arrayminus": v - lo}
 
 
+def _interval_hover(values, low, high) -> dict:
+    """Hover text of a trace with intervals, printed by the app's one precision rule."""
+    text = [charts.interval(v, lo, hi) for v, lo, hi in zip(values, low, high)]
+    return {"text": text, "hovertemplate": "%{x}<br>%{text}<extra>%{fullData.name}</extra>"}
+
+
 def _layout(fig: go.Figure, title: str, ylabel: str, xlabel: str = "layer") -> go.Figure:
     fig.update_layout(
         title=title,
@@ -29,8 +37,10 @@ def _layout(fig: go.Figure, title: str, ylabel: str, xlabel: str = "layer") -> g
         xaxis_title=xlabel,
         yaxis_title=ylabel,
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        legend={"orientation": "h"},
+        legend={"orientation": "h", "y": -0.45},
     )
+    fig.update_xaxes(tickangle=-45, automargin=True)  # full layer names, never clipped
+    fig.update_yaxes(automargin=True)
     return fig
 
 
@@ -53,6 +63,7 @@ def cka_vs_control(res: dict, layers: list[str], t: int) -> go.Figure:
             mode="lines+markers",
             line={"color": colour},
             error_y=_errors(v, lo, hi),
+            **_interval_hover(v, lo, hi),
         )
     null = res["cka"]["null"]
     fig.add_scatter(
@@ -62,7 +73,7 @@ def cka_vs_control(res: dict, layers: list[str], t: int) -> go.Figure:
         mode="lines",
         line={"color": "black", "dash": "dot"},
     )
-    return _layout(fig, "CKA per layer (95% bootstrap CI)", "CKA")
+    return _layout(fig, "CKA per layer (95% bootstrap CI)", "linear CKA (1 = same)")
 
 
 def cosine_vs_control(res: dict, field: str, layers: list[str], t: int, title: str) -> go.Figure:
@@ -87,10 +98,8 @@ def shares_figure(att: dict, names: list[str], region: str, group: str, t: int) 
     """Share of attribution energy in ``region`` per source (layer/method), with CIs."""
     fig = go.Figure()
     srcs = list(att["sources"])
-    labels = []
-    for src in srcs:
-        failed = [n for n in names if not att["sanity"].get(n, {}).get(src, {}).get("passes", True)]
-        labels.append(f"{src.removeprefix('gradcam:')}{' ✗ sanity' if failed else ''}")
+    verdicts = layer_verdicts({n: att["sanity"].get(n, {}) for n in names}, srcs)
+    labels = [f"{s.removeprefix('gradcam:')} {verdicts[s].mark}" for s in srcs]
     for i, name in enumerate(names):
         rows = [att["shares"][name][s][group][region][t] for s in srcs]
         v, lo, hi = zip(*rows)
@@ -99,6 +108,8 @@ def shares_figure(att: dict, names: list[str], region: str, group: str, t: int) 
             y=v,
             name=f"{'L1' if i == 0 else 'L2' if i == 1 else 'control'} {name}",
             error_y=_errors(v, lo, hi),
+            textposition="none",  # the interval is for hovering, not printed on the bar
+            **_interval_hover(v, lo, hi),
         )
     fig.add_hline(
         y=att["area"].get(region, 0.0), line_dash="dot", annotation_text="area (uniform map)"
@@ -106,7 +117,7 @@ def shares_figure(att: dict, names: list[str], region: str, group: str, t: int) 
     return _layout(
         fig,
         f"Share of attribution energy in {region} ({group} the attribute)",
-        "share",
+        "share of energy (0–1)",
         "Grad-CAM layer / input method",
     )
 
@@ -133,7 +144,7 @@ def mean_map_figures(
             square=True,
             height=300,
             value_name="energy (1 = uniform)",
-            axis_titles=False,
+            axis_titles=("image column (cells)", "image row (cells)"),
         )
         if outline is not None:
             o = np.asarray(outline, float)
@@ -162,8 +173,14 @@ def probe_figures(pr: dict, names: list[str], attr: str) -> list[go.Figure]:
         m = np.array([[row[0] for row in table[k]] for k in layers], float)
         figs.append(
             ui.layer_epoch_figure(
-                layers, epochs, m, title=f"{name} features → {attr}", zmin=0.5, zmax=1.0
-            )
+                layers,
+                epochs,
+                m,
+                title=f"{name} features → {attr}",
+                zmin=0.5,
+                zmax=1.0,
+                value_name="probe accuracy",
+            ).update_traces(colorbar_title_text="held-out accuracy", colorbar_title_side="right")
         )
     return figs
 
@@ -199,6 +216,7 @@ def render(exp: Experiment, runs: list[Run]) -> None:
     epoch = st.select_slider("Epoch", epochs, value=epochs[-1], key="tr_epoch")
     t = epochs.index(epoch)
     layers = runs[0].model_order(res["cka"]["layers"])
+    st.caption(charts.UNBIASED_CKA_NOTE)
     c1, c2 = st.columns(2)
     c1.plotly_chart(cka_vs_control(res, layers, t), key="tr_cka")
     wkeys = [f"{k}.weight" for k in layers if f"{k}.weight" in res["dynamics"]["layers"]]
@@ -214,8 +232,9 @@ def render(exp: Experiment, runs: list[Run]) -> None:
     if att and att.get("shares"):
         st.caption(
             f"Regions: {att['regions_from']}. Energy-based pointing game over "
-            f"{att['n_probe']} probe images; ✗ marks a source that failed the cascading "
-            "randomisation check (not evidence)."
+            f"{att['n_probe']} probe images. Beside each source, the cascading "
+            f"randomisation check at epoch {att['epochs'][-1]} for every model shown: ✓ passes, "
+            "✗ fails for one of them (not evidence), as on Feature maps."
         )
         c1, c2 = st.columns(2)
         region = c1.selectbox("Region", att["regions"], key="tr_region")

@@ -269,12 +269,13 @@ def heatmap_figure(
     height: int = 380,
     value_name: str = "value",
     square: bool = False,
-    axis_titles: bool = True,
+    axis_titles: bool | tuple[str, str] = True,
 ) -> go.Figure:
     """Interactive heatmap; x/y are the original column/row indices of each (pooled) cell.
 
     Cell ``(i, j)`` covers rows ``origin_r + i*block_r .. + block_r-1`` (and likewise columns), so
-    hovering shows where in the full tensor a cell lies. Arrays are sent as float32/int32
+    hovering shows where in the full tensor a cell lies. ``axis_titles``: (x, y) titles, True
+    for "column"/"row", False for none; ``value_name`` titles the colour bar. Arrays are sent as float32/int32
     (plotly encodes numpy arrays as base64 binary), which keeps a 512x512 map under 2 MB.
     """
     z = np.asarray(z, dtype=np.float32)
@@ -292,11 +293,12 @@ def heatmap_figure(
             zmax=zmax,
             colorscale=colorscale,
             hovertemplate=f"{rows}<br>{cols}<br>{value_name} %{{z:.4g}}<extra></extra>",
-            colorbar={"thickness": 10, "xpad": 4},
+            colorbar={"thickness": 10, "xpad": 4, "title": {"text": value_name, "side": "right"}},
         )
     )
-    fig.update_yaxes(autorange="reversed", title_text="row" if axis_titles else None)
-    fig.update_xaxes(title_text="column" if axis_titles else None)
+    titles = ("column", "row") if axis_titles is True else axis_titles or (None, None)
+    fig.update_yaxes(autorange="reversed", title_text=titles[1])
+    fig.update_xaxes(title_text=titles[0])
     if square:  # one data unit is as tall as it is wide (images, unit tiles)
         fig.update_yaxes(scaleanchor="x", constrain="domain")
         fig.update_xaxes(constrain="domain")
@@ -359,6 +361,8 @@ def line_figure(
     )
     if xlabel == "epoch":
         fig.update_xaxes(dtick=1)
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
     return fig
 
 
@@ -371,21 +375,31 @@ def layer_epoch_figure(
     zmin: float | None = None,
     zmax: float | None = None,
     colorscale: str = "Viridis",
+    value_name: str = "value",
+    raw: np.ndarray | None = None,
 ) -> go.Figure:
-    """Layer x epoch heatmap (rows = layers in model order)."""
+    """Layer x epoch heatmap (rows = layers in model order), full layer names as ticks.
+
+    ``values`` are what the colours show; ``raw`` (same shape), when given, what hovering a cell
+    reports (e.g. the drift itself under a per-layer colour scale).
+    """
+    z = np.asarray(values, np.float32)
+    shown = z if raw is None else np.asarray(raw, np.float32)
     fig = go.Figure(
         go.Heatmap(
-            z=np.asarray(values, np.float32),
+            z=z,
             x=[str(e) for e in epochs],
             y=layers,
             zmin=zmin,
             zmax=zmax,
             colorscale=colorscale,
-            hovertemplate="%{y}<br>epoch %{x}<br>%{z:.4g}<extra></extra>",
+            customdata=shown,
+            hovertemplate=f"%{{y}}<br>epoch %{{x}}<br>{value_name} %{{customdata:.4g}}"
+            "<extra></extra>",
             colorbar={"thickness": 12},
         )
     )
-    fig.update_yaxes(autorange="reversed")
+    fig.update_yaxes(autorange="reversed", title_text="layer", automargin=True)
     fig.update_xaxes(title_text="epoch", type="category")
     fig.update_layout(
         title=title,

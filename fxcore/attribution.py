@@ -11,7 +11,8 @@ energy-based pointing game (Wang et al. 2020) applies: the share of a map's ener
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -183,4 +184,55 @@ def sanity_check(
     for n in names:
         last = out[n]["rank_corr"][-1] if out[n]["rank_corr"] else float("nan")
         out[n]["passes"] = bool(last < threshold)  # NaN (every original map empty): not passed
+    return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The randomisation check of one attribution source over several models."""
+
+    source: str
+    passes: bool | None  # None: not checked for every model
+    rank_corr: dict[str, float]  # model -> rank correlation after the last step
+    failed: tuple[str, ...]  # the models it failed for
+
+    @property
+    def mark(self) -> str:
+        """The mark every front end shows beside the source: ✓, ✗ or ? (not checked)."""
+        return {True: "✓", False: "✗"}.get(self.passes, "?")
+
+    @property
+    def text(self) -> str:
+        if self.passes is None:
+            return "? sanity not checked"
+        return "✓ sanity" if self.passes else "✗ sanity"
+
+
+def gradcam_source(layer: str) -> str:
+    """The source name of Grad-CAM at ``layer`` (see :func:`sources`)."""
+    return f"gradcam:{layer}"
+
+
+def layer_verdicts(
+    sanity: Mapping[str, Mapping[str, Mapping]], names: Sequence[str] | None = None
+) -> dict[str, Verdict]:
+    """One verdict per source from :func:`sanity_check` results of several models
+    (``sanity[model][source]``): a source passes only when it passes for every model, fails when
+    it fails for any, and is unchecked (``passes`` None) when a model lacks it."""
+    names = (
+        list(names)
+        if names is not None
+        else list(dict.fromkeys(s for r in sanity.values() for s in r))
+    )
+    out = {}
+    for src in names:
+        got = {m: per[src] for m, per in sanity.items() if src in per}
+        failed = tuple(m for m, r in got.items() if not r.get("passes", False))
+        checked = bool(sanity) and len(got) == len(sanity)
+        passes = False if failed else (True if checked else None)
+        corr = {
+            m: float(r["rank_corr"][-1]) if r.get("rank_corr") else float("nan")
+            for m, r in got.items()
+        }
+        out[src] = Verdict(src, passes, corr, failed)
     return out

@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from fxcore import analysis  # noqa: E402
 from fxcore.inputs import attribute_statistics, capabilities, input_spec  # noqa: E402
 from fxcore.runs import Experiment  # noqa: E402
+from fxcore.sanity import layer_sanity  # noqa: E402
 from fxcore.stats import mnist_unit_tiles, tile_grid  # noqa: E402
 
 
@@ -215,7 +216,10 @@ def dynamics_figures(exp: Experiment, out: Path, n_probe: int, device: str = "cp
             )
     ax.set_xlabel("epoch")
     ax.set_ylabel("share of Grad-CAM energy")
-    ax.set_title(f"Where each model looks (Grad-CAM at {loc.get('layer', '?')}, 95% CI)")
+    layer = loc.get("layer", "?")
+    verdict = layer_sanity(exp, shown, loc["epochs"][-1]).get(layer)
+    check = verdict.text if verdict else "? sanity not checked"
+    ax.set_title(f"Where each model looks (Grad-CAM at {layer}, {check}; 95% CI)", fontsize=10)
     ax.legend(fontsize=8)
     paths.append(_save(fig, out / "attention_localisation.png"))
     return paths

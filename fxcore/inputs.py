@@ -29,6 +29,13 @@ if TYPE_CHECKING:
     from fxcore.data import FxDataset
 
 VGG_SIZE = 224  # torchvision VGGs' native input side
+# What each source's images are, for telling a reader what the models learned from.
+TRAINED_ON = {
+    "celeba": "CelebA face photos",
+    "synthfaces": "SynthFaces, synthetic cartoon faces",
+    "mnist": "MNIST, 28×28 handwritten digits",
+}
+PHOTO_DATASETS = ("celeba",)  # sources of real photos: an uploaded photo is in distribution
 
 
 def _config(info_or_cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -98,6 +105,8 @@ class Capabilities:
     probe_images: bool  # validation images to probe the models with (CKA, Grad-CAM samples)
     face_regions: bool  # region masks (mouth, eyes, nose) for attention localisation
     conv_layers: bool  # feature maps and Grad-CAM apply
+    photos: bool  # trained on real photos (an uploaded photo is not out of distribution)
+    trained_on: str  # what the models were trained on, in words
 
 
 def capabilities(info_or_cfg: Mapping[str, Any]) -> Capabilities:
@@ -108,6 +117,10 @@ def capabilities(info_or_cfg: Mapping[str, Any]) -> Capabilities:
         probe_images=has_dataset,
         face_regions=cfg.get("dataset") in FACE_DATASETS,
         conv_layers=cfg.get("model") in CONV_MODELS,
+        photos=cfg.get("dataset") in PHOTO_DATASETS,
+        trained_on=TRAINED_ON.get(
+            cfg.get("dataset"), "weights imported from elsewhere (their data is not recorded)"
+        ),
     )
 
 

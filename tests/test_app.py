@@ -137,7 +137,8 @@ def test_feature_maps_update_with_epoch_and_layer(root: Path) -> None:
     ok(at)
     assert at.select_slider(key="fm_epoch").value == 3
     layer = at.selectbox(key="fm_layer")
-    assert layer.options[0] == "features.0" and len(layer.options) == 16
+    assert layer.options[0].split()[0] == "features.0" and len(layer.options) == 16
+    assert all("sanity" in o for o in layer.options)  # each with its randomisation verdict
     assert at.toggle(key="fm_shared").value is True
     assert [m.label for m in at.metric] == ["P(Smiling)", "P(Male)"]
     charts, imgs = specs(at), images(at)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import astuple
+from dataclasses import astuple, dataclass
 
 import cache
 import numpy as np
@@ -13,9 +13,12 @@ import ui
 from fxcore.activations import conv_layers, map_ranges, overlay
 from fxcore.align import ALIGN_METHODS
 from fxcore.analysis import ModelView, cam_layer
+from fxcore.attribution import Verdict
+from fxcore.errors import FxcoreError
 from fxcore.faces import PreparedImage, prepare_upload
 from fxcore.inputs import capabilities, input_spec
 from fxcore.runs import Experiment, Run
+from fxcore.sanity import default_layer
 from fxcore.stats import tile_grid
 
 SOURCES = ("Sample from the dataset", "Upload a photo")
@@ -25,14 +28,42 @@ FRAMINGS = {
     "Face crop": (True, False),
     "Centre crop": (False, False),
 }
+MIN_SIDE = 16  # region-resolving Grad-CAM: maps at least this many pixels wide
 
 
-def choose_image(exp: Experiment) -> tuple[PreparedImage, str, str] | None:
-    """The prepared input, a cache key for it, and a caption; None when there is none yet."""
+@dataclass
+class Picked:
+    """The prepared input, a cache key for it, a caption, and what the reader must be told."""
+
+    prepared: PreparedImage
+    key: str
+    caption: str
+    no_face: bool = False  # a face framing was asked for and none was found
+    photo: bool = False  # an upload (not an image of the experiment's dataset)
+
+
+def dataset_problem(exp: Experiment) -> str | None:
+    """Why the dataset's images cannot be shown here (None when they can)."""
+    can = capabilities(exp.info)
+    if not can.probe_images:
+        return "imported runs carry no dataset"
+    try:
+        cache.dataset(exp.info.get("config", {}), "val")
+    except FxcoreError:
+        root = exp.info.get("config", {}).get("data_root")
+        return f"{can.trained_on} are not on this machine" + (f" (`{root}`)" if root else "")
+    return None
+
+
+def choose_image(exp: Experiment, problem: str | None) -> Picked | None:
+    """The input the models are run on (``problem``: why the dataset's images cannot be)."""
     size, normalize, mode = astuple(input_spec(exp.info))
     cfg = exp.info.get("config", {})
-    has_data = capabilities(exp.info).probe_images
-    source = st.radio("Image", SOURCES if has_data else SOURCES[1:], horizontal=True, key="fm_src")
+    source = st.radio(
+        "Image", SOURCES if problem is None else SOURCES[1:], horizontal=True, key="fm_src"
+    )
+    if problem is not None:
+        st.caption(f"Dataset samples unavailable: {problem}. Upload a photo instead.")
     if source == SOURCES[0]:
         n = len(cache.dataset(cfg, "val"))
         index = int(
@@ -40,7 +71,7 @@ def choose_image(exp: Experiment) -> tuple[PreparedImage, str, str] | None:
         )
         s = cache.sample(cfg, index)
         labels = ", ".join(f"{k}={v:g}" for k, v in s.labels.items())
-        return prepare_upload(s.image, size, normalize, mode=mode), f"val:{index}", labels
+        return Picked(prepare_upload(s.image, size, normalize, mode=mode), f"val:{index}", labels)
     c1, c2 = st.columns([3, 1])
     upload = c1.file_uploader(
         "Face photo (JPEG, PNG or WebP)", type=ui.UPLOAD_TYPES, key="fm_upload"
@@ -75,7 +106,51 @@ def choose_image(exp: Experiment) -> tuple[PreparedImage, str, str] | None:
             )
             b.image(prepared.aligned, caption="Aligned to CelebA's 178×218 framing")
     key = f"{hashlib.sha256(data).hexdigest()}:{framing}"
-    return prepared, key, f"{upload.name}: {prepared.message}"
+    no_face = crop and not prepared.cropped
+    return Picked(prepared, key, f"{upload.name}: {prepared.message}", no_face, photo=True)
+
+
+def input_warnings(exp: Experiment, picked: Picked) -> None:
+    """What makes the outputs below hard to read, in boxes a reader cannot miss."""
+    if picked.no_face:
+        how = picked.prepared.message
+        st.warning(
+            "**No face found** in this photo"
+            + ("" if how.startswith("no face found") else f" ({how})")
+            + ": the models saw the centre of the picture, so the probabilities below are not "
+            "meaningful.",
+            icon=":material/warning:",
+        )
+    can = capabilities(exp.info)
+    if picked.photo and not can.photos:
+        st.warning(
+            f"These models were trained on {can.trained_on}: a photo lies outside what they "
+            "learned, so what they make of it says little.",
+            icon=":material/info:",
+        )
+
+
+def sanity_note(verdict: Verdict | None, layer: str, epoch: int, why: str | None) -> None:
+    """The randomisation check of the Grad-CAM shown, above it."""
+    if verdict is None or verdict.passes is None:
+        st.caption(
+            f"? Grad-CAM at {layer}: the randomisation sanity check was not run "
+            f"(it needs the dataset's validation images: {why or 'no result'})."
+        )
+    elif verdict.passes:
+        st.caption(
+            f"✓ Grad-CAM at {layer} passes the randomisation sanity check for these models "
+            f"(epoch {epoch}): scrambling the top layers changes it."
+        )
+    else:
+        corr = ", ".join(f"{m} {verdict.rank_corr[m]:.2f}" for m in verdict.failed)
+        st.warning(
+            f"✗ Grad-CAM at **{layer}** fails the randomisation sanity check for "
+            f"{', '.join(verdict.failed)} (epoch {epoch}; rank correlation with the maps of a "
+            f"scrambled model {corr}, pass < 0.50): it survives scrambling the model's top "
+            "layers, so it is not evidence of what the model uses.",
+            icon=":material/gpp_bad:",
+        )
 
 
 def tiles(view: ModelView, lo: float, hi: float) -> np.ndarray:
@@ -98,6 +173,13 @@ def region_shares(view: ModelView, masks: dict[str, np.ndarray]) -> str:
     )
 
 
+def model_mark(verdict: Verdict | None, run: Run) -> str:
+    """This model's own result of the sanity check, for the caption of its Grad-CAM."""
+    if verdict is None or run.name not in verdict.rank_corr:
+        return ""
+    return " (✗ sanity)" if run.name in verdict.failed else " (✓ sanity)"
+
+
 def render(
     runs: list[Run],
     views: list[ModelView],
@@ -105,6 +187,8 @@ def render(
     shared: bool,
     negative: bool,
     masks: dict[str, np.ndarray] | None = None,
+    meaningless: bool = False,
+    verdict: Verdict | None = None,
 ) -> None:
     cm = map_ranges([v.channel_mean for v in views], shared)
     top = map_ranges([v.top_maps for v in views], shared)
@@ -114,7 +198,7 @@ def render(
         with col:
             st.subheader(ui.run_label(i, run))
             st.metric(
-                f"P({run.attribute})",
+                f"P({run.attribute})" + (" · not meaningful: no face" if meaningless else ""),
                 f"{view.probability:.3f}",
                 help=f"sigmoid of the logit {view.logit:+.3f}",
             )
@@ -124,7 +208,7 @@ def render(
                 (overlay(image, view.channel_mean, *cm[i]), "Channel-mean activation"),
                 (
                     overlay(image, view.cam_positive, *pos[i]),
-                    f"Grad-CAM: evidence for {run.attribute}",
+                    f"Grad-CAM: evidence for {run.attribute}{model_mark(verdict, run)}",
                 ),
             ]
             if negative:
@@ -144,7 +228,8 @@ def render(
                 colorscale="Jet",
                 title="Channel mean (input pixels)",
                 height=320,
-                value_name="activation",
+                value_name="mean activation",
+                axis_titles=("image column (px)", "image row (px)"),
             )
             st.plotly_chart(fig, key=f"fm_cm_{i}")
             st.image(
@@ -177,14 +262,25 @@ def main() -> None:
         )
         return
     size = input_spec(exp.info).image_size
-    default = cam_layer(model, size)
+    problem = dataset_problem(exp)
+    with st.spinner("Checking which layers' Grad-CAM survives weight randomisation…"):
+        verdicts, why = cache.layer_sanity(exp, runs, epoch)
+    widest = cam_layer(model, size, MIN_SIDE)
+    default = default_layer(verdicts, convs, widest) if verdicts else widest
+    if verdicts and default is None:
+        st.warning(
+            f"No layer's Grad-CAM passes the randomisation sanity check for these models at "
+            f"epoch {epoch}: read every map below as unverified."
+        )
     layer = c2.selectbox(
         "Layer",
         convs,
-        index=convs.index(default),
+        index=convs.index(default or widest),
         key="fm_layer",
-        help="Conv layers in forward order; the default is the deepest whose "
-        "maps are still at least 8 pixels wide.",
+        format_func=lambda name: f"{name}  {verdicts[name].text if name in verdicts else '?'}",
+        help=f"Conv layers in forward order. The default is the deepest whose maps are still "
+        f"at least {MIN_SIDE} pixels wide and whose Grad-CAM passes the cascading-randomisation "
+        "sanity check for both models (✓; ✗ = fails, as on Training dynamics).",
     )
     o1, o2, o3 = st.columns(3)
     shared = o1.toggle(
@@ -198,15 +294,17 @@ def main() -> None:
     picked = None
     left, right = st.columns([1, 4])
     with right, ui.guard("Image"):
-        picked = choose_image(exp)
+        picked = choose_image(exp, problem)
     if picked is None:
         return
-    prepared, key, caption = picked
-    image = np.asarray(prepared.display.convert("RGB"))
-    left.image(ui.upscale(image, 160), caption=f"Model input ({size}×{size}); {caption}")
+    image = np.asarray(picked.prepared.display.convert("RGB"))
+    left.image(ui.upscale(image, 160), caption=f"Model input ({size}×{size}); {picked.caption}")
+    input_warnings(exp, picked)
+    sanity_note(verdicts.get(layer), layer, epoch, problem or why)
     with ui.guard("Feature maps"), st.spinner("Running both models…"):
-        views = cache.explain(runs, epoch, layer, prepared.tensor, key, top_k)
-        render(runs, views, image, shared, negative, prepared.region_masks())
+        views = cache.explain(runs, epoch, layer, picked.prepared.tensor, picked.key, top_k)
+        masks = picked.prepared.region_masks()
+        render(runs, views, image, shared, negative, masks, picked.no_face, verdicts.get(layer))
 
 
 main()

@@ -29,7 +29,16 @@ def layout_note(shape: tuple[int, ...]) -> str:
     return f"shape {shape}"
 
 
-def map_rows(runs: list[Run], wm, robust: bool) -> None:
+def axis_names(shape: tuple[int, ...]) -> tuple[str, str]:
+    """(x, y) axis titles of a weight map laid out by :func:`fxcore.stats.layout_2d`."""
+    if len(shape) == 4:
+        return "in-channel × kernel column", "out-channel × kernel row"
+    if len(shape) == 2:
+        return "input", "output unit"
+    return "index", ""
+
+
+def map_rows(runs: list[Run], wm, robust: bool, shape: tuple[int, ...]) -> None:
     names = [r.name for r in runs]
     labels = [ui.run_label(i, r) for i, r in enumerate(runs)]
     for stat, maps in (("mean", wm.mean), ("variance", wm.var)):
@@ -45,8 +54,8 @@ def map_rows(runs: list[Run], wm, robust: bool) -> None:
                 zmax=hi,
                 colorscale=scale,
                 block=wm.block,
-                value_name=stat,
-                axis_titles=False,
+                value_name=f"{stat} weight" if stat == "mean" else "variance (weight²)",
+                axis_titles=axis_names(shape),
             )
             cols[i].plotly_chart(fig, key=f"ws_{stat}_{i}")
         if "difference" in maps:
@@ -60,7 +69,7 @@ def map_rows(runs: list[Run], wm, robust: bool) -> None:
                 colorscale="RdBu_r",
                 block=wm.block,
                 value_name=f"Δ {stat}",
-                axis_titles=False,
+                axis_titles=axis_names(shape),
             )
             cols[-1].plotly_chart(fig, key=f"ws_{stat}_diff")
 
@@ -93,7 +102,7 @@ def zoom(runs: list[Run], key: str, lo: int, hi: int, shape: tuple[int, ...]) ->
             colorscale=scale,
             origin=(wr, wc),
             value_name=stat,
-            axis_titles=False,
+            axis_titles=axis_names(shape),
         )
         cols[i].plotly_chart(fig, key=f"ws_zoom_{i}")
     if diff:
@@ -106,7 +115,7 @@ def zoom(runs: list[Run], key: str, lo: int, hi: int, shape: tuple[int, ...]) ->
             zmax=dhi,
             origin=(wr, wc),
             value_name=f"Δ {stat}",
-            axis_titles=False,
+            axis_titles=axis_names(shape),
         )
         cols[-1].plotly_chart(fig, key="ws_zoom_diff")
 
@@ -136,7 +145,7 @@ def unit_tiles(runs: list[Run], key: str, lo: int, hi: int, shape: tuple[int, ..
             square=True,
             height=640,
             value_name=stat,
-            axis_titles=False,
+            axis_titles=("28 pixels per tile, units left to right", "28 pixels per tile"),
         )
         fig.update_traces(
             customdata=tile_index(grid.shape, shape[0], side=28),
@@ -194,7 +203,7 @@ def main() -> None:
             f"**{key}** {shape}: {layout_note(shape)}; {n_ep} epoch(s) {wm.epochs[0]}–"
             f"{wm.epochs[-1]}; {block}. Hover a cell for its row, column and value."
         )
-        map_rows(runs, wm, robust)
+        map_rows(runs, wm, robust, shape)
     if len(shape) >= 1 and math.prod(shape) > 1:
         with st.expander("Zoom: a window at full resolution", expanded=pooled), ui.guard("Zoom"):
             zoom(runs, key, lo, hi, shape)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import cache
+import charts
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -17,6 +18,7 @@ MEASURES = {
     "drift": ("drift_a", "drift_b", "Relative drift from init ‖Wₜ − W₀‖ / ‖W₀‖"),
     "update": ("update_a", "update_b", "Update size ‖Wₜ − Wₜ₋₁‖"),
 }
+UNITS = {"drift": "drift (ratio to ‖W₀‖)", "update": "‖Wₜ − Wₜ₋₁‖ (Frobenius, weight units)"}
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
@@ -53,20 +55,49 @@ def weight_dynamics(exp: Experiment, runs: list[Run]) -> None:
         format_func=lambda m: MEASURES[m][2],
     )
     fa, fb, title = MEASURES[measure]
+    scale = st.radio(
+        "Colour scale",
+        list(charts.ROW_SCALES),
+        horizontal=True,
+        key="td_scale",
+        format_func=lambda k: charts.ROW_SCALES[k],
+        help="Each layer to its own maximum shows when every layer moves, even where one layer "
+        "(often the last) moves far more than the rest; hover a cell for its value.",
+    )
     mats = [matrix(layers, table, fa)] + ([matrix(layers, table, fb)] if pair else [])
-    finite = [m[np.isfinite(m)] for m in mats]
-    hi = max((float(f.max()) for f in finite if f.size), default=1.0)
+    shown = [charts.row_scaled(m, scale) for m in mats]
+    if scale == "linear":  # one range for L1 and L2
+        hi = max(z[2] for z in shown)
+        shown = [(z, lo, hi, label) for z, lo, _, label in shown]
+    elif scale == "log":
+        finite = np.concatenate([z[np.isfinite(z)] for z, *_ in shown])
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (None, None)
+        shown = [(z, lo, hi, label) for z, _, _, label in shown]
     cols = st.columns(len(mats) + (1 if pair else 0))
-    for i, m in enumerate(mats):
+    for i, (m, (z, lo, hi, label)) in enumerate(zip(mats, shown)):
         fig = ui.layer_epoch_figure(
-            layers, epochs, m, title=f"{ui.run_label(i, runs[i])}: {measure}", zmin=0.0, zmax=hi
+            layers,
+            epochs,
+            z,
+            title=f"{ui.run_label(i, runs[i])}: {measure}",
+            zmin=lo,
+            zmax=hi,
+            value_name=UNITS[measure],
+            raw=m,
         )
+        fig.update_traces(colorbar_title_text=label or UNITS[measure], colorbar_title_side="right")
         cols[i].plotly_chart(fig, key=f"td_heat_{i}")
     if pair:
         cos = matrix(layers, table, "cosine")
         fig = ui.layer_epoch_figure(
-            layers, epochs, cos, title="Cosine similarity L1 vs L2", colorscale="Cividis"
+            layers,
+            epochs,
+            cos,
+            title="Cosine similarity L1 vs L2",
+            colorscale="Cividis",
+            value_name="cosine",
         )
+        fig.update_traces(colorbar_title_text="cosine", colorbar_title_side="right")
         cols[-1].plotly_chart(fig, key="td_heat_cos")
     chosen = st.multiselect(
         "Layers for the line charts", layers, default=default_layers(layers), key="td_layers"
@@ -80,7 +111,11 @@ def weight_dynamics(exp: Experiment, runs: list[Run]) -> None:
             name = f"L{i + 1} {k}"
             series[name], dashes[name] = table[k][f], "solid" if i == 0 else "dash"
             colours[name] = COLOURS[j % len(COLOURS)]
-    fig = ui.line_figure(epochs, series, title=title, dashes=dashes, colours=colours)
+    fig = ui.line_figure(
+        epochs, series, title=title, ylabel=UNITS[measure], dashes=dashes, colours=colours
+    )
+    if scale == "log":  # the same reading as the heatmaps
+        fig.update_yaxes(type="log")
     c1.plotly_chart(fig, key="td_line")
     if pair:
         fig = ui.line_figure(
@@ -112,10 +147,14 @@ def cka_section(exp: Experiment, runs: list[Run]) -> None:
     m = np.array([res["layers"][k] for k in layers], float)
     st.caption(
         f"Minibatch linear CKA between L1's and L2's activations on {res['n_probe']} "
-        "validation images; 1 = the same representation up to rotation and scale."
+        "validation images; 1 = the same representation up to rotation and scale. "
+        + charts.UNBIASED_CKA_NOTE
     )
     c1, c2 = st.columns(2)
-    fig = ui.layer_epoch_figure(layers, epochs, m, title="CKA(L1, L2)", zmin=0.0, zmax=1.0)
+    fig = ui.layer_epoch_figure(
+        layers, epochs, m, title="CKA(L1, L2)", zmin=0.0, zmax=1.0, value_name="CKA"
+    )
+    fig.update_traces(colorbar_title_text="CKA (0–1)", colorbar_title_side="right")
     c1.plotly_chart(fig, key="td_cka_heat")
     chosen = default_layers(layers, 5)
     fig = ui.line_figure(
@@ -138,10 +177,18 @@ def localisation_section(exp: Experiment, runs: list[Run]) -> None:
     regions, epochs = list(res["regions"]), list(res["epochs"])
     default = [r for r in REGIONS if r in regions] or regions[:3]
     chosen = st.multiselect("Regions", regions, default=default, key="td_regions")
+    layer = res.get("layer", "?")
+    verdict = cache.layer_sanity(exp, runs, epochs[-1])[0].get(layer)
+    check = f"{verdict.text} at epoch {epochs[-1]}" if verdict else "? sanity not checked"
     st.caption(
-        f"Share of each model's positive Grad-CAM mass (layer {res.get('layer', '?')}) "
+        f"Share of each model's positive Grad-CAM mass (layer {layer}, {check}) "
         f"inside each region, averaged over {res.get('n_probe', n_probe)} images."
     )
+    if verdict and verdict.passes is False:
+        st.warning(
+            f"Grad-CAM at {layer} fails the randomisation sanity check for "
+            f"{', '.join(verdict.failed)}: these shares are not evidence of where the model looks."
+        )
     fig = go.Figure()
     names = [r.name for r in runs if r.name in res["runs"]]  # L1, L2 order (JSON keys are sorted)
     for j, region in enumerate(chosen):

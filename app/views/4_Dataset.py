@@ -27,6 +27,7 @@ def rates_figure(names: list[str], rates: np.ndarray, chosen: list[str], title: 
     fig.update_layout(
         title=title,
         yaxis_title="share of images with the attribute",
+        xaxis_title="attribute",
         yaxis_tickformat=".0%",
         height=420,
         xaxis_tickangle=-60,
@@ -77,7 +78,8 @@ def cooccurrence(stats: dict, chosen: list[str]) -> None:
                 hovertemplate="P(%{x}=1 | %{y}=1) = %{z:.1%}<extra></extra>",
             )
         )
-        fig.update_yaxes(autorange="reversed")
+        fig.update_yaxes(autorange="reversed", title_text="given this attribute (row)")
+        fig.update_xaxes(title_text="attribute present (column)")
         fig.update_layout(
             title="P(column = 1 | row = 1)", height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10}
         )
