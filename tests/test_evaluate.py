@@ -185,6 +185,6 @@ def test_home_shows_the_stored_evaluations(tiny_root: Path, tmp_path: Path, monk
     assert not at.exception, [e.value for e in at.exception]
     assert "Evaluation" in [h.value for h in at.subheader]
     df = at.dataframe[1].value
-    assert sorted(df["run"]) == ["Male", "Smiling"] and set(df["framing"]) == {"centre"}
+    assert sorted(df["run"]) == ["Male", "Smiling"] and set(df["framing"]) == {"centre crop"}
     for _, row in df.iterrows():
         assert row["accuracy"] == pytest.approx(res["runs"][row["run"]]["3"]["accuracy"])
