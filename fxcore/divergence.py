@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.linalg.lapack import dpstrf
 
 from fxcore import analysis
 from fxcore.errors import CheckpointError
@@ -60,25 +61,28 @@ def _centre(k: np.ndarray) -> np.ndarray:
     return k - k.mean(0, keepdims=True) - k.mean(1, keepdims=True) + k.mean()
 
 
-def _sqrt_psd(k: np.ndarray) -> np.ndarray:
-    w, v = np.linalg.eigh((k + k.T) / 2)
-    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+def _factor(k: np.ndarray) -> np.ndarray:
+    """F (n, r) with F F^T = k for a PSD k of rank r (LAPACK's pivoted Cholesky, rank-revealing)."""
+    c, piv, rank, _ = dpstrf(k, lower=1, tol=-1)
+    f = np.zeros((k.shape[0], rank))
+    f[piv - 1] = np.tril(c)[:, :rank]
+    return f
 
 
 def procrustes_from_grams(k: np.ndarray, ll: np.ndarray, idx: np.ndarray | None = None) -> float:
     """Angular Procrustes distance in [0, pi/2] from linear Grams (n, n); NaN for a constant one.
 
-    ``||Xc^T Yc||_*`` = trace((Kc^1/2 Lc Kc^1/2)^1/2) with Kc = H K H, so no feature matrix is
-    needed and the cost is two (n, n) eigendecompositions whatever the layer's width.
+    ``||Xc^T Yc||_*`` = sum sqrt(eig(Kc Lc)) with Kc = H K H; with Kc = F F^T that is
+    sum sqrt(eig(F^T Lc F)), a symmetric (r, r) problem, whatever the layer's width.
     """
     _check(k, ll)
     kc, lc = _centre(_sub(k, idx)), _centre(_sub(ll, idx))
     den = np.sqrt(max(np.trace(kc), 0.0) * max(np.trace(lc), 0.0))
     if den <= 0:
         return float("nan")
-    s = _sqrt_psd(kc)
-    nuclear = np.sqrt(np.clip(np.linalg.eigvalsh((s @ lc @ s + (s @ lc @ s).T) / 2), 0, None))
-    return float(np.arccos(np.clip(nuclear.sum() / den, -1.0, 1.0)))
+    f = _factor(kc)
+    nuclear = np.sqrt(np.clip(np.linalg.eigvalsh(f.T @ lc @ f), 0.0, None)).sum()
+    return float(np.arccos(np.clip(nuclear / den, -1.0, 1.0)))
 
 
 def _neighbours(k: np.ndarray, n_neighbors: int) -> np.ndarray:
@@ -189,10 +193,14 @@ def estimate(
     level: float = LEVEL,
 ) -> tuple[float, float, float]:
     """``(value, low, high)`` of ``measure`` on Grams ``k``, ``ll`` with its half-sampling CI."""
-    value = measure.fn(k, ll, None)
-    low, high = half_sample_ci(
-        lambda idx: measure.fn(k, ll, idx), k.shape[0], value, n_resamples, seed, level
-    )
+    from threadpoolctl import threadpool_limits
+
+    # (n/2, n/2) matrices: BLAS threads cost more than they save, badly so on a busy machine.
+    with threadpool_limits(1):
+        value = measure.fn(k, ll, None)
+        low, high = half_sample_ci(
+            lambda idx: measure.fn(k, ll, idx), k.shape[0], value, n_resamples, seed, level
+        )
     return value, low, high
 
 
