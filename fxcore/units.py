@@ -35,28 +35,31 @@ THRESHOLD = 0.5  # r_ii at or above: still the same unit
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
-def _channels_last(a: Any) -> np.ndarray:
-    """(B, C, h, w) or (B, C) activations -> float64 (B*h*w, C)."""
-    if hasattr(a, "detach"):
-        a = a.detach().cpu().double().numpy()
-    a = np.asarray(a, dtype=np.float64)
-    if a.ndim == 4:
-        return a.transpose(0, 2, 3, 1).reshape(-1, a.shape[1])
-    if a.ndim == 2:
-        return a
-    raise SimilarityError(f"unit activations need shape (B, C, h, w) or (B, C), got {a.shape}")
+def _channels_last(a: Any) -> Any:
+    """(B, C, h, w) or (B, C) activations -> a float64 torch tensor (B*h*w, C)."""
+    import torch
+
+    t = torch.as_tensor(a)
+    if t.dim() == 4:
+        return t.movedim(1, -1).reshape(-1, t.shape[1]).double()
+    if t.dim() == 2:
+        return t.double()
+    raise SimilarityError(
+        f"unit activations need shape (B, C, h, w) or (B, C), got {tuple(t.shape)}"
+    )
 
 
 class UnitCorrelation:
     """Streaming Pearson correlation (C_a, C_b) between the channels of two layers' outputs.
 
-    ``update(a, b)`` with the two models' outputs for one batch of the same images; every image
-    and position is one sample. Sums are float64, so memory is a few (C_a, C_b) arrays.
+    ``update(a, b)`` with the two models' outputs (numpy or torch) for one batch of the same
+    images; every image and position is one sample. Sums are float64, so memory is a few
+    (C_a, C_b) arrays.
     """
 
     def __init__(self) -> None:
         self.n = 0
-        self.sa = self.sb = self.saa = self.sbb = self.sab = None
+        self.sums: list[np.ndarray] | None = None  # sum a, sum b, sum a^2, sum b^2, a^T b
 
     def update(self, a: Any, b: Any) -> None:
         xa, xb = _channels_last(a), _channels_last(b)
@@ -65,23 +68,20 @@ class UnitCorrelation:
                 f"the two layers give {xa.shape[0]} and {xb.shape[0]} samples; same inputs and "
                 "map sizes are needed"
             )
-        parts = (xa.sum(0), xb.sum(0), (xa * xa).sum(0), (xb * xb).sum(0), xa.T @ xb)
-        if self.sa is None:
-            self.sa, self.sb, self.saa, self.sbb, self.sab = parts
-        else:
-            self.sa, self.sb, self.saa, self.sbb, self.sab = (
-                s + p for s, p in zip((self.sa, self.sb, self.saa, self.sbb, self.sab), parts)
-            )
+        parts = [xa.sum(0), xb.sum(0), (xa * xa).sum(0), (xb * xb).sum(0), xa.T @ xb]
+        parts = [p.numpy() for p in parts]
+        self.sums = parts if self.sums is None else [s + p for s, p in zip(self.sums, parts)]
         self.n += xa.shape[0]
 
     def matrix(self) -> np.ndarray:
         """Correlations (C_a, C_b); NaN for a unit that is constant on the probe images."""
-        if self.n < 2 or self.sa is None:
+        if self.n < 2 or self.sums is None:
             raise SimilarityError("UnitCorrelation needs at least two samples; call update()")
-        ma, mb = self.sa / self.n, self.sb / self.n
-        va = np.clip(self.saa / self.n - ma**2, 0.0, None)
-        vb = np.clip(self.sbb / self.n - mb**2, 0.0, None)
-        cov = self.sab / self.n - np.outer(ma, mb)
+        sa, sb, saa, sbb, sab = self.sums
+        ma, mb = sa / self.n, sb / self.n
+        va = np.clip(saa / self.n - ma**2, 0.0, None)
+        vb = np.clip(sbb / self.n - mb**2, 0.0, None)
+        cov = sab / self.n - np.outer(ma, mb)
         den = np.sqrt(np.outer(va, vb))
         with np.errstate(invalid="ignore", divide="ignore"):
             r = np.where(den > 1e-12 * max(den.max(), 1e-300), cov / den, np.nan)
