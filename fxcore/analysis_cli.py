@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,8 +28,11 @@ def jsonable(obj: Any) -> Any:
 
 
 def _experiment(args: argparse.Namespace):
+    from fxcore.inputs import DATA_ENV
     from fxcore.runs import open_experiment
 
+    if getattr(args, "data_root", None):  # first place fxcore.inputs.locate_data looks
+        os.environ[DATA_ENV] = str(Path(args.data_root).expanduser().resolve())
     return open_experiment(args.experiment, root=args.root)
 
 
@@ -229,6 +233,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     def common(p: argparse.ArgumentParser, strict: bool = True) -> None:
         p.add_argument("experiment", help="experiment folder, or its name under --root")
         p.add_argument("--root", default=DEFAULT_ROOT)
+        p.add_argument(
+            "--data-root",
+            help="the experiment's dataset on this machine (default: $FXCORE_DATA, then by "
+            "name beside the repository, then the recorded path; its fingerprint is checked)",
+        )
         if strict:
             p.add_argument(
                 "--strict",
