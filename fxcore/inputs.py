@@ -70,9 +70,15 @@ def _root(info_or_cfg: Mapping[str, Any], where: str | Path | None) -> str | Non
     recorded = cfg.get("data_root")
     if cfg.get("dataset") not in ROOTED or not recorded:
         return recorded
-    if "config" not in info_or_cfg and where is None and Path(recorded).is_dir():
+    bare = "config" not in info_or_cfg and where is None
+    if bare and Path(recorded).is_dir():
         return recorded
-    return str(locate_data(info_or_cfg, where).path)
+    try:
+        return str(locate_data(info_or_cfg, where).path)
+    except DataUnavailable:
+        if bare and Path(recorded).is_absolute():
+            return recorded  # a plain config: its loader says what is wrong with that folder
+        raise
 
 
 def _kwargs(info_or_cfg: Mapping[str, Any], split: str, root: str | None) -> dict[str, Any]:
