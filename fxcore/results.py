@@ -1,6 +1,6 @@
 """Shipped comparison results: what an experiment measured, committed beside its weights.
 
-``<experiment>/results/`` holds one JSON file per analysis result (dynamics, CKA, localisation,
+``<experiment>/results/`` holds one gzipped JSON file per analysis result (dynamics, CKA, localisation,
 accuracy, probes, attribution) and a ``manifest.json`` naming them, with where they came from
 (dataset, its fingerprint, probe images, date, fxcore version). A clone without the dataset
 reads the numbers from here (:func:`lookup`, called by :func:`fxcore.analysis.cached` when its
@@ -16,6 +16,7 @@ format, schema version, key and a checksum of the result; an entry failing a che
 from __future__ import annotations
 
 import contextvars
+import gzip
 import hashlib
 import json
 import warnings
@@ -156,11 +157,14 @@ def manifest(exp_path: Path) -> dict[str, Any] | None:
 
 def _read_entry(exp_path: Path, kind: str, key: str) -> dict[str, Any] | None:
     """The checked file of one manifest entry (None, with a warning, when a check fails)."""
-    path = Path(exp_path) / RESULTS_DIR / f"{kind}-{key}.json"
+    path = entry_path(exp_path, f"{kind}-{key}")
     try:
-        obj = read_json(path)
-    except CheckpointError as exc:
-        warnings.warn(f"shipped result ignored: {exc}", stacklevel=2)
+        obj = json.loads(gzip.decompress(path.read_bytes()))
+    except (OSError, EOFError, ValueError) as exc:  # gzip.BadGzipFile is an OSError
+        warnings.warn(f"shipped result {path.name} ignored: unreadable ({exc})", stacklevel=2)
+        return None
+    if not isinstance(obj, dict):
+        warnings.warn(f"shipped result {path.name} ignored: not a JSON object", stacklevel=2)
         return None
     problem = None
     if obj.get("format") != FORMAT or obj.get("kind") != kind or obj.get("key") != key:
@@ -173,6 +177,16 @@ def _read_entry(exp_path: Path, kind: str, key: str) -> dict[str, Any] | None:
         warnings.warn(f"shipped result {path.name} ignored: {problem}", stacklevel=2)
         return None
     return obj
+
+
+def entry_path(exp_path: Path, name: str) -> Path:
+    return Path(exp_path) / RESULTS_DIR / f"{name}.json.gz"
+
+
+def read_entry(exp_path: Path, name: str) -> dict[str, Any] | None:
+    """The checked stored body of manifest entry ``name`` (``<kind>-<key>``), or None."""
+    kind, _, key = name.rpartition("-")
+    return _read_entry(exp_path, kind, key)
 
 
 def lookup(
@@ -231,15 +245,16 @@ def write_store(exp_path: Path, entries: Sequence[Recorded], provenance: dict[st
             "sha256": _checksum(e.result),
             "result": e.result,
         }
-        # Compact: the attribution maps alone are ~10^5 numbers per run.
-        atomic_write_bytes(
-            folder / f"{name}.json", json.dumps(body, separators=(",", ":")).encode()
-        )
+        # Compact and gzipped (mtime 0: the same result gives the same bytes): the attribution
+        # maps alone are ~10^5 numbers per run.
+        data = json.dumps(body, separators=(",", ":")).encode()
+        atomic_write_bytes(entry_path(exp_path, name), gzip.compress(data, 9, mtime=0))
         names[name] = {"kind": e.kind, "schema": schema(e.kind), "runs": e.runs}
     path = folder / MANIFEST
     atomic_write_json(path, {"format": FORMAT, "provenance": provenance, "entries": names})
-    for old in folder.glob("*.json"):
-        if old.name != MANIFEST and old.stem not in names:
+    keep = {MANIFEST, *(entry_path(exp_path, n).name for n in names)}
+    for old in folder.iterdir():
+        if old.name not in keep:
             old.unlink()
     return path
 

@@ -136,7 +136,11 @@ def verify_results(exp: Experiment) -> list[Agreement]:
     fresh = {f"{r.kind}-{r.key}": r.result for r in _compare(exp, params)}
     out = []
     for name in man["entries"]:
-        stored = read_json(exp.path / results.RESULTS_DIR / f"{name}.json")["result"]
+        body = results.read_entry(exp.path, name)
+        if body is None:
+            out.append(Agreement(name, float("inf"), "stored file unreadable or damaged"))
+            continue
+        stored = body["result"]
         if name not in fresh:
             out.append(Agreement(name, float("inf"), "not recomputed (other weights?)"))
             continue

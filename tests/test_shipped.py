@@ -6,8 +6,10 @@ hidden: ``compare celeba-pair --json`` and the Training dynamics page show the s
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,7 +22,7 @@ from fxcore import results
 from fxcore.cli import main
 from fxcore.inputs import DATA_ENV
 from fxcore.runs import load_experiment
-from fxcore.ship import ship_experiment, store_results, verify_results
+from fxcore.ship import ship_experiment, store_results
 from fxcore.trust import compare
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +60,7 @@ def test_store_holds_every_kind_with_provenance(trio) -> None:
     assert man is not None and {e["kind"] for e in man["entries"].values()} == KINDS
     assert all(e["schema"] == results.schema(e["kind"]) for e in man["entries"].values())
     label = results.provenance_label(man["provenance"])
-    assert label.startswith("computed on 8 CelebA validation faces of dataset faces-40")
+    assert re.match(r"computed on \d+ CelebA validation faces of dataset faces-40", label)
     assert "fingerprint" in label and "fxcore" in label
 
 
@@ -88,11 +90,9 @@ def test_cli_compare_json_without_the_dataset(trio, tmp_path, monkeypatch, capsy
 
 def test_recomputed_results_agree_with_the_shipped_ones(trio, capsys) -> None:
     exp, data = trio
-    rows = verify_results(load_experiment(exp))
-    assert len(rows) == len(results.manifest(exp)["entries"])
-    assert all(r.max_diff <= 1e-9 for r in rows), [r for r in rows if r.max_diff > 1e-9]
     assert main(["results", "verify", str(exp), "--data-root", str(data)]) == 0
-    assert "agree with the recomputed ones" in capsys.readouterr().out
+    n = len(results.manifest(exp)["entries"])
+    assert f"{n} of {n} shipped results agree with the recomputed ones" in capsys.readouterr().out
 
 
 def test_a_damaged_or_older_entry_is_not_served(trio, tmp_path, monkeypatch) -> None:
@@ -100,15 +100,15 @@ def test_a_damaged_or_older_entry_is_not_served(trio, tmp_path, monkeypatch) -> 
     copy = _hidden(exp, tmp_path, monkeypatch)
     e = load_experiment(copy)
     name = next(n for n, v in results.manifest(copy)["entries"].items() if v["kind"] == "cka")
-    path = copy / "results" / f"{name}.json"
-    body = json.loads(path.read_text())
+    path = results.entry_path(copy, name)
+    body = json.loads(gzip.decompress(path.read_bytes()))
     runs, eps, params = [e.run(r) for r in body["runs"]], body["epochs"], body["params"]
     assert results.lookup(e, "cka", runs, eps, params) is not None
     with monkeypatch.context() as m:  # a newer result layout: the old entry is not served
         m.setitem(results.SCHEMA, "cka", 99)
         assert results.lookup(e, "cka", runs, eps, params) is None
     body["result"]["layers"][next(iter(body["result"]["layers"]))][0] += 0.01
-    path.write_text(json.dumps(body))
+    path.write_bytes(gzip.compress(json.dumps(body).encode()))
     with pytest.warns(UserWarning, match="checksum"):
         assert results.lookup(e, "cka", runs, eps, params) is None
 
@@ -126,7 +126,14 @@ at.session_state["tr_on"] = True
 at.run()
 specs = " ".join(c.proto.spec for c in at.get("plotly_chart"))
 texts = [m.value for m in [*at.caption, *at.info, *at.error, *at.warning, *at.markdown]]
-print(json.dumps({"exceptions": [e.value for e in at.exception], "specs": specs, "texts": texts}))
+others = {}
+for page in ("views/1_Feature_maps.py", "views/2_Weight_statistics.py", "views/4_Dataset.py"):
+    at.switch_page(page)
+    at.run()
+    others[page] = {"exceptions": [e.value for e in at.exception],
+                    "errors": [m.value for m in at.error]}
+print(json.dumps({"exceptions": [e.value for e in at.exception], "specs": specs, "texts": texts,
+                  "others": others}))
 """
 
 
@@ -178,3 +185,6 @@ def test_fresh_clone_training_dynamics_page_draws_the_trio(clone) -> None:
     assert "L1 vs control" in specs and '"error_y"' in specs  # control bands, intervals
     assert "Share of attribution energy" in specs  # region shares
     assert "features → Smiling" in specs or "features \\u2192 Smiling" in specs  # probes
+    for name, seen in page["others"].items():  # the other pages: a line at most, no traceback
+        assert seen["exceptions"] == [], name
+        assert all("\n" not in e for e in seen["errors"]), (name, seen["errors"])
