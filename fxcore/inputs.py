@@ -118,6 +118,7 @@ def load_split(
 
 # Datasets read from a folder the experiment records (SynthFaces is generated, MNIST bundled).
 ROOTED = frozenset({"celeba"})
+DATASET_NAMES = {"celeba": "CelebA", "synthfaces": "SynthFaces", "mnist": "MNIST"}  # as written
 DATA_ENV = "FXCORE_DATA"  # a dataset folder, or a folder of dataset folders by name
 # Folders (relative to the repository holding the experiment, then to the working folder) where a
 # dataset is looked for under its recorded folder name, e.g. ../shared/data/celeba-10k.
@@ -231,8 +232,14 @@ def locate_data(info_or_cfg: Mapping[str, Any], where: str | Path | None = None)
         if found == expected:
             return DataLocation(path, source, found)
         mismatched.append(f"{path} ({source}) has fingerprint {found}")
+        if source.startswith("$"):  # the user pointed here: say why it is not used
+            warnings.warn(
+                f"{path} does not hold this experiment's data (fingerprint {found}, "
+                f"recorded {expected}); looking further",
+                stacklevel=2,
+            )
     name = data_name(info_or_cfg) or cfg.get("dataset")
-    label = f"{cfg.get('dataset')} data {name!r}" + (
+    label = f"{DATASET_NAMES.get(cfg.get('dataset'), cfg.get('dataset'))} data {name!r}" + (
         f" (fingerprint {expected})" if expected else ""
     )
     where_text = (

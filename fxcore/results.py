@@ -33,6 +33,7 @@ from fxcore.checkpoints import (
     file_stamp,
     read_json,
 )
+from fxcore.inputs import DATASET_NAMES
 
 if TYPE_CHECKING:
     from fxcore.runs import Experiment, Run
@@ -50,7 +51,6 @@ SCHEMA = {
     "probes": 1,
     "attribution": 1,
 }
-DATASET_NAMES = {"celeba": "CelebA", "synthfaces": "SynthFaces", "mnist": "MNIST"}
 FACE_NOUN = {"celeba": "faces", "synthfaces": "faces"}
 
 

@@ -98,7 +98,8 @@ def test_env_and_data_root_come_first_and_are_checked(shipped, tmp_path, monkeyp
     assert locate_data(e.info, e.path).source == "$FXCORE_DATA"
     other = make_celeba_fixture(tmp_path / "other" / "faces-40", n=40, size=(45, 55), seed=3)
     monkeypatch.setenv(DATA_ENV, str(other))  # a different copy: skipped, the right one is used
-    assert locate_data(e.info, e.path).path == data.resolve()
+    with pytest.warns(UserWarning, match="does not hold this experiment's data"):
+        assert locate_data(e.info, e.path).path == data.resolve()
 
 
 def test_no_copy_is_one_line_saying_how_to_provide_it(shipped, tmp_path, monkeypatch) -> None:
@@ -113,7 +114,7 @@ def test_no_copy_is_one_line_saying_how_to_provide_it(shipped, tmp_path, monkeyp
     msg = str(got.value)
     assert "\n" not in msg and "--data-root" in msg and DATA_ENV in msg and "faces-40" in msg
     monkeypatch.setenv(DATA_ENV, str(other))
-    with pytest.raises(DataUnavailable, match="no copy matches"):
+    with pytest.raises(DataUnavailable, match="no copy matches"), pytest.warns(UserWarning):
         locate_data(e.info, e.path)
 
 
