@@ -89,6 +89,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     dyn = result["dynamics"]
     a, b = dyn["runs"]
     print(f"{result['experiment']}: {a} vs {b}, epochs {epochs_text(dyn['epochs'])}")
+    if prov := result.get("cka", {}).get("provenance"):
+        from fxcore.results import provenance_label
+
+        print(f"shipped with the experiment: {provenance_label(prov)}")
     cka = result.get("cka", {})
     ctl = result.get("control", {}).get("cka", {})
     nan = [float("nan")]
