@@ -88,8 +88,9 @@ def test_cli_compare_json_without_the_dataset(trio, tmp_path, monkeypatch, capsy
     assert "\n" not in err and "--data-root" in err and DATA_ENV in err
 
 
-def test_recomputed_results_agree_with_the_shipped_ones(trio, capsys) -> None:
+def test_recomputed_results_agree_with_the_shipped_ones(trio, capsys, monkeypatch) -> None:
     exp, data = trio
+    monkeypatch.setenv(DATA_ENV, "")  # --data-root sets it for the process: undone at teardown
     assert main(["results", "verify", str(exp), "--data-root", str(data)]) == 0
     n = len(results.manifest(exp)["entries"])
     assert f"{n} of {n} shipped results agree with the recomputed ones" in capsys.readouterr().out
