@@ -12,9 +12,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-## Install (once), create the demo experiments if checkpoints/ has none, start the app.
+## Install (once) and start the app at once with the shipped experiments; the demo experiments
+## (SynthFaces, MNIST) train meanwhile in the background, niced and on one thread, one at a time,
+## and appear in the app as they train (log: checkpoints/.demo-training.log). Stopping the app
+## stops that trainer too; complete epochs stay and the next `make run` resumes it. Offline.
 run: $(STAMP)
-	$(BIN)/python -m fxcore demo --if-missing
+	@mkdir -p checkpoints
+	@OMP_NUM_THREADS=1 nice -n 10 $(BIN)/python -m fxcore demo --if-missing \
+	    > checkpoints/.demo-training.log 2>&1 & trainer=$$!; \
+	trap 'kill $$trainer 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/python -m streamlit run app/Home.py
 
 ## Install (once) and run the test suite (CPU only, no downloads): lint, then every test but the

@@ -322,7 +322,7 @@ def attribute_statistics(cfg: dict[str, Any]) -> dict[str, Any]:
     if cfg.get("dataset") == "celeba" and cfg.get("data_root"):
         from fxcore.celeba_files import ATTR_FILE, find_base
 
-        stamp = files_stamp([find_base(cfg["data_root"]) / ATTR_FILE])
+        stamp = files_stamp([find_base(dataset_kwargs(cfg, "train")["root"]) / ATTR_FILE])
     return _attribute_statistics(freeze(cfg), stamp)
 
 

@@ -14,6 +14,7 @@ import streamlit as st
 import ui
 
 from fxcore.attribution import layer_verdicts
+from fxcore.results import provenance_label
 from fxcore.runs import Experiment, Run
 
 PAIR, CONTROL = "#1f77b4", "#7f7f7f"
@@ -201,6 +202,8 @@ def render(exp: Experiment, runs: list[Run]) -> None:
     n_boot = int(c2.number_input("Bootstrap resamples", 10, 2000, 200, step=10, key="tr_boot"))
     with st.spinner("Comparing L1, L2 and the control on the probe images (cached on disk)…"):
         res = cache.trust_compare(exp, runs[:2], n_probe, n_boot)
+    if prov := res.get("cka", {}).get("provenance"):
+        st.caption(f"Shipped with the experiment: {provenance_label(prov)}.")
     ctl = res.get("control")
     if ctl:
         st.caption(

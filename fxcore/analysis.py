@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fxcore import results
 from fxcore.checkpoints import CheckpointError, atomic_write_json, file_stamp
 from fxcore.inputs import capabilities
 from fxcore.layers import cam_layer, layer_names  # noqa: F401 (re-exported)
@@ -72,10 +73,9 @@ def layers_param(layers: Sequence[str] | None) -> dict[str, Any]:
     return {"layers": sorted(layers)} if layers else {}
 
 
-def _cache_key(
-    kind: str, runs: Sequence[Run], epochs: Sequence[int], params: dict[str, Any]
-) -> str:
-    h = hashlib.sha256(json.dumps([kind, params, list(epochs)], sort_keys=True).encode())
+def _cache_key(kind: str, runs: Sequence[Run], epochs: Sequence[int], params: dict) -> str:
+    key = [kind, results.schema(kind), params, list(epochs)]
+    h = hashlib.sha256(json.dumps(key, sort_keys=True).encode())
     for run in runs:
         for e in epochs:
             size, mtime = file_stamp(run.epoch_path(e))
@@ -91,14 +91,18 @@ def cached(
     params: dict[str, Any],
     compute: Callable[[], Any],
 ) -> Any:
-    """Return the cached JSON result for these inputs, computing and storing it when absent."""
+    """The local cache's result, else the shipped one (:func:`fxcore.results.lookup`, with its
+    ``provenance``), else ``compute()`` cached; :func:`fxcore.results.recording` skips both."""
     path = exp.path / ".fxcore-cache" / f"{_cache_key(kind, runs, epochs, params)}.json"
-    if path.is_file():
+    if path.is_file() and not results.is_recording():
         try:
             return json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             pass  # unreadable cache: recompute
-    result = compute()
+    shipped = results.lookup(exp, kind, runs, epochs, params)
+    if shipped is not None:
+        return shipped
+    results.record(kind, runs, epochs, params, result := compute())
     try:
         path.parent.mkdir(exist_ok=True)
         atomic_write_json(path, result)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,8 +37,11 @@ def jsonable(obj: Any) -> Any:
 
 
 def _experiment(args: argparse.Namespace):
+    from fxcore.inputs import DATA_ENV
     from fxcore.runs import open_experiment
 
+    if getattr(args, "data_root", None):  # first place fxcore.inputs.locate_data looks
+        os.environ[DATA_ENV] = str(Path(args.data_root).expanduser().resolve())
     return open_experiment(args.experiment, root=args.root)
 
 
@@ -135,6 +139,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 0
     from fxcore.cli_format import compare_text
 
+    if prov := result.get("cka", {}).get("provenance"):
+        from fxcore.results import provenance_label
+
+        print(f"shipped with the experiment: {provenance_label(prov)}")
     print(compare_text(result))
     return 0
 
@@ -274,6 +282,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--root", default=DEFAULT_ROOT, help=ROOT_HELP)
         if device:
             p.add_argument("--device", choices=DEVICE_CHOICES, help=DEVICE_HELP)
+        p.add_argument(
+            "--data-root",
+            help="the experiment's dataset on this machine (default: $FXCORE_DATA, then by "
+            "name beside the repository, then the recorded path; its fingerprint is checked)",
+        )
         if strict:
             p.add_argument(
                 "--strict",

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -345,15 +346,20 @@ def write_epoch(
     return path
 
 
-def halve_epoch(path: Path) -> bool:
+def halve_epoch(path: Path, update_meta: Callable[[dict], dict] | None = None) -> bool:
     """Rewrite one epoch file with its floating-point tensors in float16 (atomically; metadata
-    kept, plus ``"stored_dtype": "float16"``). False when it already was float16."""
+    kept, plus ``"stored_dtype": "float16"``, then passed through ``update_meta``). False when
+    nothing changed (already float16 with that metadata)."""
     import torch
     from safetensors.torch import load_file
 
+    old = read_meta(path)
+    meta = {**old, "stored_dtype": "float16"}
+    meta = update_meta(meta) if update_meta else meta
     tensors = load_file(str(path))
-    if all(t.dtype == torch.float16 for t in tensors.values() if t.is_floating_point()):
+    half_already = all(t.dtype == torch.float16 for t in tensors.values() if t.is_floating_point())
+    if half_already and meta == old:
         return False
     half = {k: t.half() if t.is_floating_point() else t for k, t in tensors.items()}
-    save_checkpoint(path, half, {**read_meta(path), "stored_dtype": "float16"})
+    save_checkpoint(path, half, meta)
     return True

@@ -177,9 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attribute", help="attribute the run was trained on (default: run name)")
     p.set_defaults(func=cmd_import)
 
-    from fxcore import analysis_cli
+    from fxcore import analysis_cli, results_cli
 
     analysis_cli.add_commands(sub)
+    results_cli.add_commands(sub)
     return parser
 
 

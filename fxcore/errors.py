@@ -16,6 +16,10 @@ class DataError(FxcoreError):
     """A dataset cannot be read; the message says what is wrong and what to do."""
 
 
+class DataUnavailable(DataError):
+    """An experiment's dataset is not on this machine (or no copy matches its fingerprint)."""
+
+
 class CheckpointError(FxcoreError):
     """A checkpoint, run or experiment cannot be used; the message names the file and the problem."""
 

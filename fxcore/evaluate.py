@@ -32,7 +32,7 @@ from fxcore.celeba_files import ATTR_FILE, _parse_attrs
 from fxcore.errors import EvalError  # noqa: F401 - re-exported
 from fxcore.eval_store import save_evaluation
 from fxcore.faces import prepare_upload
-from fxcore.inputs import input_spec
+from fxcore.inputs import dataset_kwargs, input_spec
 from fxcore.metrics import roc_auc
 from fxcore.runs import Experiment
 
@@ -98,12 +98,11 @@ def test_split_set(exp: Experiment, attributes: list[str]) -> EvalSet:
     if dataset in (None, "imported"):
         raise EvalError(f"{exp.name} records no dataset: pass --images DIR (and --labels FILE)")
     size = input_spec(exp.info).image_size
-    ds = load_dataset(
-        dataset, split="test", root=cfg.get("data_root"), attributes=attributes, image_size=size
-    )
+    root = dataset_kwargs(exp.info, "test", where=exp.path)["root"]  # found on this machine
+    ds = load_dataset(dataset, split="test", root=root, attributes=attributes, image_size=size)
     labels = {a: ds.labels()[:, k].astype(np.float32) for k, a in enumerate(ds.attributes)}
     if hasattr(ds, "files"):
-        folder = Path(ds._image_dir) if hasattr(ds, "_image_dir") else Path(cfg["data_root"])
+        folder = Path(ds._image_dir) if hasattr(ds, "_image_dir") else Path(root)
         items: list[Any] = [folder / f for f in ds.files()]
     else:
         items = [ds.sample(i).image for i in range(len(ds))]

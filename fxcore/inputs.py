@@ -5,17 +5,29 @@ Trainer, analysis, CLI, figures and app all call this module, so they see the sa
 - :func:`dataset_kwargs` / :func:`load_split`: the dataset of a split, from every config field that
   shapes it (``data_root``, ``attributes``, ``image_size``, ``val_fraction``, ``synth_train``);
 - :func:`input_spec`: the model's input (square side, ImageNet normalisation, PIL mode);
-- :func:`capabilities`: what the experiment supports (dataset, probe images, face regions, convs).
+- :func:`capabilities`: what the experiment supports (dataset, probe images, face regions, convs);
+- :func:`locate_data`: where the experiment's dataset is on *this* machine (see below).
+
+A committed experiment must not depend on the folder of the machine that trained it, so the data
+root of an experiment record (``experiment.json``, ``run.json``) is looked up, in order, in
+``$FXCORE_DATA`` (set by ``--data-root``), then by its recorded folder name in :data:`DATA_SEARCH`
+beside the repository that holds the experiment (and the working folder), then at the recorded
+path (relative to the experiment folder, or absolute in older experiments). A copy is used only
+when its data fingerprint equals the recorded ``data_fingerprint``.
 
 Torch-free at import (the datasets are opened lazily), so the Home page and ``runs`` stay light.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fxcore.errors import DataError, DataUnavailable
 from fxcore.registry import (
     CONV_MODELS,
     DATASETS,
@@ -48,11 +60,38 @@ def _config(info_or_cfg: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def dataset_kwargs(info_or_cfg: Mapping[str, Any], split: str) -> dict[str, Any]:
-    """``load_dataset`` keyword arguments that rebuild the experiment's ``split`` exactly."""
+def dataset_kwargs(
+    info_or_cfg: Mapping[str, Any], split: str, where: str | Path | None = None
+) -> dict[str, Any]:
+    """``load_dataset`` keyword arguments that rebuild the experiment's ``split`` exactly.
+
+    The root is :func:`locate_data`'s for an experiment record, or a bare config whose recorded
+    root is not a folder here; a bare config with an existing root (training) keeps it.
+    ``where``: the experiment folder (recorded relative roots and the repository search).
+    """
+    return _kwargs(info_or_cfg, split, _root(info_or_cfg, where))
+
+
+def _root(info_or_cfg: Mapping[str, Any], where: str | Path | None) -> str | None:
+    cfg = _config(info_or_cfg)
+    recorded = cfg.get("data_root")
+    if cfg.get("dataset") not in ROOTED or not recorded:
+        return recorded
+    bare = "config" not in info_or_cfg and where is None
+    if bare and Path(recorded).is_dir():
+        return recorded
+    try:
+        return str(locate_data(info_or_cfg, where).path)
+    except DataUnavailable:
+        if bare and Path(recorded).is_absolute():
+            return recorded  # a plain config: its loader says what is wrong with that folder
+        raise
+
+
+def _kwargs(info_or_cfg: Mapping[str, Any], split: str, root: str | None) -> dict[str, Any]:
     cfg = _config(info_or_cfg)
     name = cfg.get("dataset")
-    kw: dict[str, Any] = {"root": cfg.get("data_root"), "attributes": cfg.get("attributes")}
+    kw: dict[str, Any] = {"root": root, "attributes": cfg.get("attributes")}
     if name not in GRAYSCALE_DATASETS:
         kw["image_size"] = int(cfg.get("image_size") or NATIVE_SIZE.get(cfg.get("model"), 64))
     if name == "celeba" and cfg.get("val_fraction") is not None:
@@ -63,19 +102,160 @@ def dataset_kwargs(info_or_cfg: Mapping[str, Any], split: str) -> dict[str, Any]
 
 
 def load_split(
-    info_or_cfg: Mapping[str, Any], split: str, max_samples: int | None = None, **override: Any
+    info_or_cfg: Mapping[str, Any],
+    split: str,
+    max_samples: int | None = None,
+    where: str | Path | None = None,
+    **override: Any,
 ) -> FxDataset:
-    """The experiment's dataset for ``split`` (first ``max_samples`` items when given)."""
+    """The experiment's dataset for ``split`` (first ``max_samples`` items when given);
+    ``where``: the experiment folder (see :func:`dataset_kwargs`)."""
     cfg = _config(info_or_cfg)
     if cfg.get("dataset") not in DATASETS:
-        from fxcore.errors import DataError
-
         raise DataError(
             f"this experiment records no dataset fxcore can open ({cfg.get('dataset')!r}); "
             "imported runs carry weights only"
         )
-    kw = {**dataset_kwargs(cfg, split), **override}
+    root = override.pop("root") if "root" in override else _root(info_or_cfg, where)
+    kw = {**_kwargs(cfg, split, root), **override}
     return load_dataset(cfg["dataset"], split=split, max_samples=max_samples, **kw)
+
+
+# ---------------------------------------------------------------- where the data is
+
+# Datasets read from a folder the experiment records (SynthFaces is generated, MNIST bundled).
+ROOTED = frozenset({"celeba"})
+DATASET_NAMES = {"celeba": "CelebA", "synthfaces": "SynthFaces", "mnist": "MNIST"}  # as written
+DATA_ENV = "FXCORE_DATA"  # a dataset folder, or a folder of dataset folders by name
+# Folders (relative to the repository holding the experiment, then to the working folder) where a
+# dataset is looked for under its recorded folder name, e.g. ../shared/data/celeba-10k.
+DATA_SEARCH = ("data", "../data", "../shared/data", "../../shared/data")
+
+
+@dataclass(frozen=True)
+class DataLocation:
+    """A copy of the experiment's dataset found on this machine."""
+
+    path: Path
+    source: str  # how it was found: "$FXCORE_DATA", "search", "recorded", "unchecked"
+    fingerprint: str | None  # of the copy (None: the experiment records none to check against)
+
+
+def data_name(info_or_cfg: Mapping[str, Any]) -> str | None:
+    """The dataset folder's name (``celeba-10k``): recorded, else the recorded root's last part."""
+    if info_or_cfg.get("data_name"):
+        return str(info_or_cfg["data_name"])
+    root = _config(info_or_cfg).get("data_root")
+    return Path(str(root).replace("\\", "/")).name if root else None
+
+
+def portable_root(root: str | Path, exp_dir: str | Path) -> str:
+    """``root`` as recorded in a committed experiment: relative to the experiment folder
+    (POSIX separators), so no absolute path of the training machine is kept."""
+    return Path(os.path.relpath(Path(root).resolve(), Path(exp_dir).resolve())).as_posix()
+
+
+def _repository(where: Path) -> Path:
+    """The repository holding an experiment folder (first parent with .git or pyproject.toml)."""
+    for parent in [where, *where.parents]:
+        if (parent / ".git").exists() or (parent / "pyproject.toml").is_file():
+            return parent
+    return where.parent.parent  # <repo>/checkpoints/<experiment>
+
+
+def data_candidates(
+    info_or_cfg: Mapping[str, Any], where: str | Path | None = None
+) -> list[tuple[str, Path]]:
+    """Where :func:`locate_data` looks, in order: ``(source, folder)``."""
+    cfg = _config(info_or_cfg)
+    name = data_name(info_or_cfg)
+    out: list[tuple[str, Path]] = []
+    env = os.environ.get(DATA_ENV)
+    if env:
+        base = Path(env).expanduser()
+        out += [("$" + DATA_ENV, base / name)] if name else []
+        out.append(("$" + DATA_ENV, base))
+    bases = [_repository(Path(where).resolve())] if where is not None else []
+    bases += [Path.cwd(), Path(__file__).resolve().parents[1]]
+    if name:
+        out += [("search", b / rel / name) for b in bases for rel in DATA_SEARCH]
+    recorded = cfg.get("data_root")
+    if recorded:
+        p = Path(recorded).expanduser()
+        if not p.is_absolute() and where is not None:
+            p = Path(where) / p
+        out.append(("recorded", p))
+    seen, unique = set(), []
+    for source, p in out:
+        key = os.path.normpath(os.path.abspath(p))
+        if key not in seen:
+            seen.add(key)
+            unique.append((source, Path(key)))
+    return unique
+
+
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
+def _fingerprint(cfg: Mapping[str, Any], path: Path) -> str:
+    """The training-split fingerprint a copy at ``path`` gives (what training recorded)."""
+    try:
+        stamp = tuple((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in os.scandir(path))
+    except OSError:
+        stamp = ()
+    key = (str(path), stamp, repr(sorted((k, repr(v)) for k, v in cfg.items())))
+    if key not in _FINGERPRINTS:
+        with warnings.catch_warnings():  # a subset's "skipped rows" notice is not news here
+            warnings.simplefilter("ignore")
+            ds = load_dataset(
+                cfg["dataset"],
+                split="train",
+                max_samples=cfg.get("max_train"),
+                **_kwargs(cfg, "train", str(path)),
+            )
+        _FINGERPRINTS[key] = ds.fingerprint()
+    return _FINGERPRINTS[key]
+
+
+def locate_data(info_or_cfg: Mapping[str, Any], where: str | Path | None = None) -> DataLocation:
+    """The first copy of the experiment's dataset among :func:`data_candidates` whose
+    fingerprint matches the recorded one (any existing copy when none is recorded).
+
+    Raises :class:`~fxcore.errors.DataUnavailable` (one line: what is missing, where it looked,
+    how to provide it) when none does; a ``$FXCORE_DATA`` copy that does not match is named.
+    """
+    cfg = _config(info_or_cfg)
+    expected = info_or_cfg.get("data_fingerprint")
+    mismatched: list[str] = []
+    for source, path in data_candidates(info_or_cfg, where):
+        if not path.is_dir():
+            continue
+        if not expected:
+            return DataLocation(path, "unchecked", None)
+        try:
+            found = _fingerprint(cfg, path)
+        except DataError:
+            continue  # not a copy of this dataset
+        if found == expected:
+            return DataLocation(path, source, found)
+        mismatched.append(f"{path} ({source}) has fingerprint {found}")
+        if source.startswith("$"):  # the user pointed here: say why it is not used
+            warnings.warn(
+                f"{path} does not hold this experiment's data (fingerprint {found}, "
+                f"recorded {expected}); looking further",
+                stacklevel=2,
+            )
+    name = data_name(info_or_cfg) or cfg.get("dataset")
+    label = f"{DATASET_NAMES.get(cfg.get('dataset'), cfg.get('dataset'))} data {name!r}" + (
+        f" (fingerprint {expected})" if expected else ""
+    )
+    where_text = (
+        "; no copy matches: " + ", ".join(mismatched) if mismatched else " is not on this machine"
+    )
+    raise DataUnavailable(
+        f"{label}{where_text}; to use it, pass --data-root DIR or set {DATA_ENV}=DIR "
+        f"(the dataset folder, or a folder holding {name}/)"
+    )
 
 
 @dataclass(frozen=True)
@@ -124,7 +304,9 @@ def capabilities(info_or_cfg: Mapping[str, Any]) -> Capabilities:
     )
 
 
-def attribute_statistics(info_or_cfg: Mapping[str, Any]) -> dict[str, Any]:
+def attribute_statistics(
+    info_or_cfg: Mapping[str, Any], where: str | Path | None = None
+) -> dict[str, Any]:
     """Every attribute of the experiment's dataset: positive rates and co-occurrence (Fig. 2.1).
 
     CelebA: all 40 attributes over every row of its table; SynthFaces: every attribute over the
@@ -141,10 +323,8 @@ def attribute_statistics(info_or_cfg: Mapping[str, Any]) -> dict[str, Any]:
         from fxcore.celeba_files import attribute_statistics as celeba_statistics
 
         if not cfg.get("data_root"):
-            from fxcore.errors import DataError
-
             raise DataError("the experiment does not record its CelebA --data-root")
-        return {"dataset": name, **celeba_statistics(cfg["data_root"])}
+        return {"dataset": name, **celeba_statistics(_root(info_or_cfg, where))}
     if name in GRAYSCALE_DATASETS:  # MNIST: one multi-class label
         counts = {}
         for split in ("train", "test"):

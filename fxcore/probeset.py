@@ -38,7 +38,7 @@ def probe_data(exp: Experiment, n: int) -> ProbeData:
     if not capabilities(exp.info).probe_images:
         raise CheckpointError(f"{exp.name}: imported runs carry no dataset; no probe images")
     cfg = exp.info.get("config", {})
-    ds = load_split(exp.info, "val", max_samples=n)
+    ds = load_split(exp.info, "val", max_samples=n, where=exp.path)
     x = uint8_to_input(ds.images_uint8()[:n], ds.normalize)  # (N, C, S, S)
     masks: dict[str, np.ndarray] = {}
     source = "none"

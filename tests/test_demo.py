@@ -52,7 +52,10 @@ def test_make_demo_keeps_the_runs_when_the_comparison_fails(
     assert "comparison not cached: disk trouble" in capsys.readouterr().err
 
 
-def test_missing_demos_beside_the_shipped_pair(tmp_path: Path) -> None:
+def test_missing_demos_beside_the_shipped_pair(tmp_path: Path, monkeypatch) -> None:
+    # Fake folders stand for finished demos here (interrupted ones: tests/test_make_run.py).
+    monkeypatch.setattr(demo, "finished", lambda out, cfg: (out / "experiment.json").is_file())
+
     def exp(name: str) -> None:
         (tmp_path / name).mkdir()
         (tmp_path / name / "experiment.json").write_text("{}")
