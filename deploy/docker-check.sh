@@ -34,6 +34,7 @@ NICE=(nice -n 10)
 WORK="$(mktemp -d /var/tmp/fxcore-docker-check.XXXXXX)"
 APP=""
 DOCKERD_PID=""
+COLD_ID="" # the cold build's image, left untagged by the rebuild
 
 say() { printf '\n== %s\n' "$*"; }
 fail() {
@@ -51,7 +52,7 @@ cleanup() {
         "$DOCKER" rm -fv "$APP" >/dev/null
     fi
     if [ -n "$DOCKERD_PID" ] || "$DOCKER" info >/dev/null 2>&1; then
-        "$DOCKER" image rm -f "$IMAGE" >/dev/null 2>&1
+        "$DOCKER" image rm -f "$IMAGE" $COLD_ID >/dev/null 2>&1
     fi
     if [ -n "$DOCKERD_PID" ]; then
         echo "docker-check: stopping the dockerd it started (pid $DOCKERD_PID)"
@@ -118,6 +119,7 @@ build "$WORK/build-cold.log" --no-cache
 COLD_S=$(since "$t")
 grep -E '^#[0-9]+ [0-9.]+ torch ' "$WORK/build-cold.log" | sed 's/^#[0-9]* [0-9.]* /  /'
 layers >"$WORK/layers-cold"
+COLD_ID=$("$DOCKER" image inspect --format '{{.Id}}' "$IMAGE")
 SIZE_B=$("$DOCKER" image inspect --format '{{.Size}}' "$IMAGE")
 
 say "rebuild after changing fxcore/__init__.py"
@@ -131,6 +133,7 @@ head -n $((n - 1)) "$WORK/layers-cold" | cmp -s - <(head -n $((n - 1)) "$WORK/la
     || fail "the rebuild did not reuse the dependency layers"
 [ "$(tail -n1 "$WORK/layers-cold")" != "$(tail -n1 "$WORK/layers-warm")" ] || fail "the code layer did not change"
 echo "layers 1..$((n - 1)) of $n reused (base, venv, dependencies, user); only the code layer is new"
+grep -q -E '^#[0-9]+ CACHED' "$WORK/build-warm.log" || fail "the rebuild reports no cached step"
 
 # --------------------------------------------------------------------------------------- 4. app
 say "app container"
@@ -153,9 +156,10 @@ done
 HEALTHY_S=$(since "$t")
 WHO=$("$DOCKER" exec "$APP" id -u)
 [ "$WHO" = "$APP_UID" ] || fail "app runs as UID $WHO, expected $APP_UID"
-PS_UID=$("$DOCKER" top "$APP" -o uid,args | awk 'NR > 1 && /streamlit/ {print $1; exit}')
+PS_UID=$("$DOCKER" top "$APP" -o pid,uid,args | awk 'NR > 1 && /streamlit/ {print $2; exit}')
+[ "$PS_UID" = "$APP_UID" ] || fail "streamlit runs as UID ${PS_UID:-?}, expected $APP_UID"
 echo "/_stcore/health answered ok on 127.0.0.1:$PORT after ${ANSWER_S}s; Docker: healthy after ${HEALTHY_S}s"
-echo "streamlit runs as UID ${PS_UID:-?} (container user $WHO)"
+echo "streamlit runs as UID $PS_UID (the image's user), ./checkpoints mounted read-only"
 [ -d "$REPO/checkpoints/$EXPERIMENT" ] || fail "checkpoints/$EXPERIMENT not found"
 "$PY" "$REPO/deploy/browser_check.py" "http://127.0.0.1:$PORT" "$EXPERIMENT"
 "$DOCKER" rm -fv "$APP" >/dev/null

@@ -45,11 +45,14 @@ rm -f "$ROOTFS.log"
 rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/log/*.log \
     "$ROOTFS"/tmp/* "$ROOTFS"/usr/share/doc/* "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/*
 
+OLD_ID="$("$DOCKER" image inspect --format '{{.Id}}' "$TAG" 2>/dev/null || true)"
 tar --numeric-owner -C "$ROOTFS" -c . | "$DOCKER" import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
     --change 'CMD ["/bin/bash"]' \
     --message "Debian $SUITE minbase + $PACKAGES (deploy/make-local-base.sh)" \
     - "$TAG" >/dev/null
+# The base it replaces, unless an image still builds on it.
+[ -z "$OLD_ID" ] || "$DOCKER" image rm "$OLD_ID" >/dev/null 2>&1 || true
 size="$("$DOCKER" image inspect --format '{{.Size}}' "$TAG")"
 echo "make-local-base: $TAG, $((size / 1000000)) MB"
