@@ -51,7 +51,7 @@ study: $(STAMP)
 	$(BIN)/python -m fxcore figures mnist-fcnn3 --out study/figures/mnist
 
 ## Build the Docker image on a local Debian base and run the app, train and train-multi in it
-## (root, Debian 12, no registry, CPU only; about 10 minutes and 15 GB of disk). docs/deploy.md.
+## (root, Debian 12, no registry, CPU only; 4-12 minutes, ~3 GB download, ~15 GB disk). docs/deploy.md.
 docker-check: $(STAMP)
 	PY=$(abspath $(BIN))/python deploy/docker-check.sh
 
