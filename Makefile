@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test portable reliability lint format demo bench study clean-venv
+.PHONY: run test portable reliability lint format demo bench study docker-check clean-venv
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -63,6 +63,11 @@ study: $(STAMP)
 	$(BIN)/python -m fxcore compare celeba-vgg-mini --probe 256 --json > study/celeba_compare.json
 	$(BIN)/python -m fxcore figures celeba-vgg-mini --probe 256 --out study/figures/celeba
 	$(BIN)/python -m fxcore figures mnist-fcnn3 --out study/figures/mnist
+
+## Build the Docker image on a local Debian base and run the app, train and train-multi in it
+## (root, Debian 12, no registry, CPU only; 4-12 minutes, ~3 GB download, ~15 GB disk). docs/deploy.md.
+docker-check: $(STAMP)
+	PY=$(abspath $(BIN))/python deploy/docker-check.sh
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check fxcore app tests benchmarks
