@@ -140,6 +140,17 @@ def read_json(path: Path) -> dict[str, Any]:
     return obj
 
 
+def update_json(path: Path, change: Callable[[dict[str, Any]], dict[str, Any]]) -> bool:
+    """Rewrite a metadata file (experiment.json, run.json) atomically as ``change`` returns it;
+    False, and nothing written, when it returns the same content."""
+    info = read_json(path)
+    new = change(dict(info))
+    if new == info:
+        return False
+    atomic_write_json(path, new)
+    return True
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     if not Path(path).is_file():

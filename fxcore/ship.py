@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from fxcore import results
-from fxcore.checkpoints import atomic_write_json, epoch_file, halve_epoch, read_json
+from fxcore.checkpoints import epoch_file, halve_epoch, update_json
 from fxcore.inputs import data_name, locate_data, portable_root
 from fxcore.runs import Experiment, load_experiment
 
@@ -51,15 +51,15 @@ def make_portable(exp_dir: Path) -> int:
     exp_dir = Path(exp_dir)
     changed = 0
     for path in [exp_dir / "experiment.json", *sorted(exp_dir.glob("*/run.json"))]:
-        info = read_json(path)
-        new = dict(info)
-        if isinstance(info.get("config"), dict):
-            new["config"] = portable_config(info["config"], exp_dir)
-        if path.name == "experiment.json" and data_name(info) and not info.get("data_name"):
-            new["data_name"] = data_name(info)
-        if new != info:
-            atomic_write_json(path, new)
-            changed += 1
+
+        def portable(info: dict[str, Any], path: Path = path) -> dict[str, Any]:
+            if isinstance(info.get("config"), dict):
+                info["config"] = portable_config(info["config"], exp_dir)
+            if path.name == "experiment.json" and data_name(info) and not info.get("data_name"):
+                info["data_name"] = data_name(info)
+            return info
+
+        changed += update_json(path, portable)
     return changed
 
 

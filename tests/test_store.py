@@ -84,7 +84,8 @@ def test_trainer_and_importer_write_through_the_store(tmp_path: Path, monkeypatc
 
 def test_only_the_store_writes_store_files() -> None:
     """No module but checkpoints/resume/optim_state calls the raw writers of the store's files
-    (analysis writes its cache files, progress its progress.json, eval_store its evaluations)."""
+    (analysis writes its cache files, progress its progress.json, eval_store its evaluations,
+    results the stored comparison results)."""
     allowed = {
         "checkpoints.py",
         "resume.py",
@@ -92,6 +93,7 @@ def test_only_the_store_writes_store_files() -> None:
         "analysis.py",
         "progress.py",
         "eval_store.py",
+        "results.py",  # an experiment's stored comparison results, written like its cache
     }
     for path in sorted(FXCORE.glob("*.py")):
         if path.name in allowed:
