@@ -38,8 +38,7 @@ import numpy as np
 from scipy.linalg.lapack import dpstrf
 
 from fxcore import analysis
-from fxcore.errors import CheckpointError
-from fxcore.runs import Experiment, Run, common_epochs
+from fxcore.runs import Experiment, Run, shared_epochs
 from fxcore.similarity import SimilarityError
 from fxcore.uncertainty import LEVEL, half_sample_ci, minibatch_cka
 
@@ -321,9 +320,7 @@ def divergence_map(
     if unknown:
         raise SimilarityError(f"unknown measure(s) {unknown}; known: {', '.join(MEASURES)}")
     involved = [a, b] + ([c] if c is not None else [])
-    eps = list(epochs) if epochs is not None else common_epochs(involved)
-    if not eps:
-        raise CheckpointError(f"no epoch common to runs {', '.join(r.name for r in involved)}")
+    eps = shared_epochs(involved, epochs)
     params = {
         "runs": [r.name for r in involved],
         "layers": list(layers) if layers is not None else None,

@@ -308,6 +308,15 @@ def common_epochs(runs: Iterable[Run]) -> list[int]:
     return sorted(set.intersection(*sets)) if sets else []
 
 
+def shared_epochs(runs: Iterable[Run], epochs: Iterable[int] | None = None) -> list[int]:
+    """``epochs`` as given, else those valid in every run; an error naming the runs when none."""
+    runs = list(runs)
+    eps = list(epochs) if epochs is not None else common_epochs(runs)
+    if not eps:
+        raise CheckpointError(f"no epoch common to runs {', '.join(r.name for r in runs)}")
+    return eps
+
+
 def skipped_epochs(
     runs: Iterable[Run], lo: int | None = None, hi: int | None = None
 ) -> list[tuple[str, int, str]]:

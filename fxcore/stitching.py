@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from fxcore import analysis
-from fxcore.errors import CheckpointError, ModelError
-from fxcore.runs import Experiment, Run, common_epochs
+from fxcore.errors import ModelError
+from fxcore.runs import Experiment, Run, shared_epochs
 from fxcore.uncertainty import LEVEL, mean_ci
 
 
@@ -236,9 +236,7 @@ def stitching(
     a, b = runs[0], runs[1]
     c = control if control is not None else analysis.pick_control(exp, a)
     involved = [a, b] + ([c] if c is not None else [])
-    eps = list(epochs) if epochs is not None else common_epochs(involved)[-1:]
-    if not eps:
-        raise CheckpointError(f"no epoch common to runs {', '.join(r.name for r in involved)}")
+    eps = shared_epochs(involved, epochs if epochs is not None else shared_epochs(involved)[-1:])
     params = {
         "runs": [r.name for r in involved],
         "n_probe": n_probe,

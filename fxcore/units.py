@@ -27,8 +27,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from fxcore import analysis
-from fxcore.errors import CheckpointError
-from fxcore.runs import Experiment, Run, common_epochs
+from fxcore.runs import Experiment, Run, shared_epochs
 from fxcore.similarity import SimilarityError
 
 THRESHOLD = 0.5  # r_ii at or above: still the same unit
@@ -241,9 +240,7 @@ def unit_correspondence(
     a, b = runs[0], runs[1]
     c = control if control is not None else analysis.pick_control(exp, a)
     involved = [a, b] + ([c] if c is not None else [])
-    eps = list(epochs) if epochs is not None else common_epochs(involved)
-    if not eps:
-        raise CheckpointError(f"no epoch common to runs {', '.join(r.name for r in involved)}")
+    eps = shared_epochs(involved, epochs)
     params = {
         "runs": [r.name for r in involved],
         "layers": list(layers) if layers is not None else None,
