@@ -19,7 +19,7 @@ import streamlit as st
 import ui
 from plotly.subplots import make_subplots
 
-from fxcore.runs import Experiment, Run, epochs_text
+from fxcore.store.runs import Experiment, Run, epochs_text
 
 
 def best_accuracy(run: Run) -> str:
@@ -166,7 +166,7 @@ def summary_lines(exp: Experiment, evals: list[dict]) -> list[str]:
 def evaluation_section(exp: Experiment) -> None:
     """The last evaluations ``fxcore eval`` stored in the experiment: a line per model, the
     whole table behind an expander."""
-    from fxcore.eval_store import stored_evaluations
+    from fxcore.store.eval_store import stored_evaluations
 
     st.subheader("Evaluation")
     evals = stored_evaluations(exp.path)
@@ -218,7 +218,7 @@ def demo_section() -> None:
 
 
 def run_demo(root) -> None:
-    from fxcore.demo import DEMOS, make_demo
+    from fxcore.cli.demo import DEMOS, make_demo
 
     lock = cache.demo_lock()
     if not lock.acquire(blocking=False):

@@ -4,7 +4,7 @@ Two kinds of cache, both bounded (``max_entries`` and a time to live):
 
 - ``st.cache_resource`` for objects shared by every session without copying: experiments, models,
   datasets, and the full-resolution per-weight mean/variance (large; frozen read-only). Models run
-  only through fxcore functions that take :func:`fxcore.activations.model_lock`.
+  only through fxcore functions that take :func:`fxcore.explain.activations.model_lock`.
 - ``st.cache_data`` for results each session gets its own copy of: display maps, dynamics, CKA,
   localisation, explanations, dataset statistics.
 
@@ -25,15 +25,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import streamlit as st
 
-from fxcore.checkpoints import CheckpointError, files_stamp
-from fxcore.inputs import dataset_kwargs
-from fxcore.runs import Experiment, Run, experiment_stamp, load_experiment, safe_child
+from fxcore.data.inputs import dataset_kwargs
+from fxcore.store.checkpoints import CheckpointError, files_stamp
+from fxcore.store.runs import Experiment, Run, experiment_stamp, load_experiment, safe_child
+from fxcore.store.select import epoch_span
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from fxcore import analysis
-    from fxcore.data import FxDataset
+    from fxcore.compare import analysis
+    from fxcore.data.base import FxDataset
 
 # torch, captum and the datasets (~2 s of imports) are imported
 # inside the functions that need them so the Home page, which only reads JSON, starts without
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 TTL = "1h"
-Stamp = tuple[tuple[str, int, int], ...]  # see fxcore.runs.experiment_stamp
+Stamp = tuple[tuple[str, int, int], ...]  # see fxcore.store.runs.experiment_stamp
 
 
 def checkpoints_root() -> Path:
@@ -103,7 +104,7 @@ def experiment(name: str | None) -> Experiment | None:
 
 def device() -> str:
     """Where the app's models run: ``$FXCORE_DEVICE`` (auto, cpu or cuda; default auto)."""
-    from fxcore.devices import resolve_device
+    from fxcore.core.devices import resolve_device
 
     return resolve_device()
 
@@ -125,7 +126,7 @@ def _epoch_stamp(runs: Sequence[Run], epochs: Sequence[int]) -> Stamp:
 
 @st.cache_resource(max_entries=4, ttl=TTL, show_spinner=False)
 def _mean_var(run_path: str, key: str, lo: int, hi: int, stamp: Stamp, _run: Run):
-    from fxcore import analysis
+    from fxcore.compare import analysis
 
     mean, var = analysis.run_mean_var(_run, key, lo, hi)
     mean.flags.writeable = False  # shared between sessions
@@ -135,9 +136,8 @@ def _mean_var(run_path: str, key: str, lo: int, hi: int, stamp: Stamp, _run: Run
 
 def mean_var(run: Run, key: str, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
     """Full-resolution per-weight mean and variance of ``key`` over epochs lo..hi (read-only)."""
-    from fxcore import analysis
 
-    eps = analysis.epoch_span([run], lo, hi)
+    eps = epoch_span([run], lo, hi)
     return _mean_var(str(run.path), key, lo, hi, _epoch_stamp([run], eps), run)
 
 
@@ -151,7 +151,7 @@ def _weight_maps(
     stamp: Stamp,
     _runs: Sequence[Run],
 ) -> analysis.WeightMaps:
-    from fxcore import analysis
+    from fxcore.compare import analysis
 
     stats = {r.name: mean_var(r, key, lo, hi) for r in _runs}
     return analysis.weight_maps(_runs, key, lo, hi, budget=(512, 512), mode=mode, stats=stats)
@@ -159,9 +159,8 @@ def _weight_maps(
 
 def weight_maps(runs: Sequence[Run], key: str, lo: int, hi: int, mode: str = "mean"):
     """Pooled mean/variance maps of ``key`` for the runs plus their difference."""
-    from fxcore import analysis
 
-    eps = analysis.epoch_span(runs, lo, hi)
+    eps = epoch_span(runs, lo, hi)
     paths = tuple(str(r.path) for r in runs)
     return _weight_maps(paths, key, lo, hi, mode, _epoch_stamp(runs, eps), runs)
 
@@ -171,7 +170,7 @@ def weight_maps(runs: Sequence[Run], key: str, lo: int, hi: int, mode: str = "me
 
 @st.cache_data(max_entries=16, ttl=TTL, show_spinner=False)
 def _dynamics(path: str, names: tuple[str, ...], stamp: Stamp, _exp: Experiment, _runs) -> dict:
-    from fxcore import analysis
+    from fxcore.compare import analysis
 
     return analysis.dynamics(_exp, _runs)
 
@@ -183,7 +182,7 @@ def dynamics(exp: Experiment, runs: Sequence[Run]) -> dict:
 
 @st.cache_data(max_entries=16, ttl=TTL, show_spinner=False)
 def _cka(path: str, names: tuple[str, ...], n_probe: int, stamp: Stamp, _exp, _runs) -> dict:
-    from fxcore import analysis
+    from fxcore.compare import analysis
 
     return analysis.cka(_exp, _runs, n_probe=n_probe, device=device())
 
@@ -197,7 +196,7 @@ def cka(exp: Experiment, runs: Sequence[Run], n_probe: int) -> dict:
 def _localisation(
     path: str, names: tuple[str, ...], n_probe: int, stamp: Stamp, _exp, _runs
 ) -> dict:
-    from fxcore import analysis
+    from fxcore.compare import analysis
 
     return analysis.localisation(_exp, _runs, n_probe=n_probe, device=device())
 
@@ -212,8 +211,8 @@ def localisation(exp: Experiment, runs: Sequence[Run], n_probe: int) -> dict:
 
 @st.cache_data(max_entries=16, ttl=TTL, show_spinner=False)
 def _layer_sanity(path: str, names: tuple[str, ...], epoch: int, stamp: Stamp, _exp, _runs):
-    from fxcore.errors import FxcoreError
-    from fxcore.sanity import layer_sanity as verdicts
+    from fxcore.core.errors import FxcoreError
+    from fxcore.explain.sanity import layer_sanity as verdicts
 
     try:
         return verdicts(_exp, _runs, epoch), None
@@ -222,7 +221,7 @@ def _layer_sanity(path: str, names: tuple[str, ...], epoch: int, stamp: Stamp, _
 
 
 def layer_sanity(exp: Experiment, runs: Sequence[Run], epoch: int):
-    """:func:`fxcore.sanity.layer_sanity` as ``(verdicts, None)``, or ``({}, why unchecked)``."""
+    """:func:`fxcore.explain.sanity.layer_sanity` as ``(verdicts, None)``, or ``({}, why unchecked)``."""
     names = tuple(r.name for r in runs)
     stamp = _epoch_stamp(runs, [epoch])
     return _layer_sanity(str(exp.path), names, epoch, stamp, exp, list(runs))
@@ -239,7 +238,7 @@ def _explain(
     _runs: Sequence[Run],
     _x,
 ) -> list[analysis.ModelView]:
-    from fxcore import analysis
+    from fxcore.compare import analysis
 
     models = [(r.name, r.attribute, model(r, epoch)) for r in _runs]
     return analysis.explain(models, _x, layer, top_k=top_k)
@@ -256,7 +255,7 @@ def explain(runs: Sequence[Run], epoch: int, layer: str, x, image_key: str, top_
 def _prepared(
     digest: str, image_size: int, normalize: bool, crop_face: bool, mode: str, align: bool, _data
 ):
-    from fxcore.faces import prepare_upload
+    from fxcore.upload.faces import prepare_upload
 
     return prepare_upload(_data, image_size, normalize, crop_face=crop_face, mode=mode, align=align)
 
@@ -264,7 +263,7 @@ def _prepared(
 def prepared_upload(
     data: bytes, image_size: int, normalize: bool, crop_face: bool, mode: str, align: bool = False
 ):
-    """:func:`fxcore.faces.prepare_upload` of the bytes, cached by their hash."""
+    """:func:`fxcore.upload.faces.prepare_upload` of the bytes, cached by their hash."""
     digest = hashlib.sha256(data).hexdigest()
     return _prepared(digest, image_size, normalize, crop_face, mode, align, data)
 
@@ -274,14 +273,14 @@ def prepared_upload(
 
 @st.cache_resource(max_entries=6, ttl=TTL, show_spinner=False)
 def _dataset(name: str, split: str, frozen: tuple[tuple[str, Any], ...]) -> FxDataset:
-    from fxcore.registry import load_dataset
+    from fxcore.data.registry import load_dataset
 
     kw = {k: (list(v) if isinstance(v, tuple) else v) for k, v in frozen}
     return load_dataset(name, split=split, **kw)
 
 
 def dataset(cfg: dict[str, Any], split: str = "val", **override: Any) -> FxDataset:
-    """The experiment's dataset split, as :mod:`fxcore.inputs` rebuilds it (shared; read-only)."""
+    """The experiment's dataset split, as :mod:`fxcore.data.inputs` rebuilds it (shared; read-only)."""
     kw = {**dataset_kwargs(cfg, split), **override}
     frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kw.items()))
     return _dataset(str(cfg.get("dataset")), split, frozen)
@@ -291,7 +290,7 @@ _SAMPLE_LOCK = threading.Lock()  # datasets fill lazy caches on first use
 
 
 def sample(cfg: dict[str, Any], index: int):
-    """Item ``index`` of the validation split as a :class:`fxcore.data.Sample`."""
+    """Item ``index`` of the validation split as a :class:`fxcore.data.base.Sample`."""
     ds = dataset(cfg, "val")
     with _SAMPLE_LOCK:
         return ds.sample(int(index) % max(1, len(ds)))
@@ -311,16 +310,16 @@ def sample_grid(frozen_cfg: tuple, n: int) -> list[tuple[np.ndarray, dict[str, f
 
 @st.cache_data(max_entries=8, ttl=TTL, show_spinner=False)
 def _attribute_statistics(frozen_cfg: tuple, stamp: Stamp) -> dict[str, Any]:
-    from fxcore.inputs import attribute_statistics
+    from fxcore.data.inputs import attribute_statistics
 
     return attribute_statistics(dict(frozen_cfg))
 
 
 def attribute_statistics(cfg: dict[str, Any]) -> dict[str, Any]:
-    """:func:`fxcore.inputs.attribute_statistics`, cached (CelebA also by its table's mtime)."""
+    """:func:`fxcore.data.inputs.attribute_statistics`, cached (CelebA also by its table's mtime)."""
     stamp: Stamp = ()
     if cfg.get("dataset") == "celeba" and cfg.get("data_root"):
-        from fxcore.celeba_files import ATTR_FILE, find_base
+        from fxcore.data.celeba_files import ATTR_FILE, find_base
 
         stamp = files_stamp([find_base(dataset_kwargs(cfg, "train")["root"]) / ATTR_FILE])
     return _attribute_statistics(freeze(cfg), stamp)
@@ -348,10 +347,10 @@ _prewarmed = False
 
 def _import_heavy(delay_s: float) -> None:
     time.sleep(delay_s)
-    import fxcore.analysis  # noqa: F401 - the run store and the numerics
-    import fxcore.faces  # noqa: F401 - OpenCV for uploads
-    import fxcore.gradcam  # noqa: F401 - torch, captum
-    import fxcore.models  # noqa: F401 - torchvision
+    import fxcore.compare.analysis  # noqa: F401 - the run store and the numerics
+    import fxcore.explain.gradcam  # noqa: F401 - torch, captum
+    import fxcore.models.nets  # noqa: F401 - torchvision
+    import fxcore.upload.faces  # noqa: F401 - OpenCV for uploads
 
 
 def prewarm(delay_s: float = 2.0) -> None:
@@ -379,7 +378,7 @@ def prewarm(delay_s: float = 2.0) -> None:
 def _trust(
     path: str, names: tuple[str, ...], n_probe: int, n_resamples: int, stamp: Stamp, _exp
 ) -> dict:
-    from fxcore import trust
+    from fxcore.compare import control as trust
 
     return trust.compare(
         _exp, list(names), n_probe=n_probe, n_resamples=n_resamples, device=device()

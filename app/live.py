@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 import cache
 import streamlit as st
 
-from fxcore.progress import STOPPED, Progress, duration, live_state, read_progress
-from fxcore.runs import Experiment, common_epochs
+from fxcore.store.progress import STOPPED, Progress, duration, live_state, read_progress
+from fxcore.store.runs import Experiment, common_epochs
 
 REFRESH_S = 3.0
 RECENT_S = 3600.0  # a run that finished this recently gets a line on Home

@@ -13,9 +13,9 @@ import plotly.graph_objects as go
 import streamlit as st
 import ui
 
-from fxcore.attribution import layer_verdicts
-from fxcore.results import provenance_label
-from fxcore.runs import Experiment, Run
+from fxcore.explain.attribution import layer_verdicts
+from fxcore.store.results import provenance_label
+from fxcore.store.runs import Experiment, Run
 
 PAIR, CONTROL = "#1f77b4", "#7f7f7f"
 

@@ -20,11 +20,11 @@ import streamlit as st
 from PIL import Image
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
-from fxcore.errors import FxcoreError, ImageInputError
-from fxcore.runs import Experiment, Run, common_epochs
+from fxcore.core.errors import FxcoreError, ImageInputError
+from fxcore.store.runs import Experiment, Run, common_epochs
 
 if TYPE_CHECKING:
-    from fxcore.faces import PreparedImage
+    from fxcore.upload.faces import PreparedImage
 
 log = logging.getLogger("fxcore.app")
 
@@ -223,7 +223,7 @@ def landmark_picture(data: bytes, prepared: PreparedImage, width: int = 320) -> 
     """The upload at ``width`` px with its face box and the five landmarks drawn on it."""
     from PIL import ImageDraw
 
-    from fxcore.faces import load_image
+    from fxcore.upload.faces import load_image
 
     img = load_image(data)
     k = width / img.width

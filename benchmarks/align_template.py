@@ -1,4 +1,4 @@
-"""Measure the alignment templates of fxcore/align.py on CelebA's aligned images.
+"""Measure the alignment templates of fxcore/upload/align.py on CelebA's aligned images.
 
 Runs the upload path's own detectors (dlib's five landmarks; the Haar face box, then Haar eyes in
 the box) over the first N aligned images of a CelebA folder, each brought to the official 178x218
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fxcore.align import FRAME, detect_eyes
-from fxcore.faces import detect_face
-from fxcore.landmarks import detect_landmarks
+from fxcore.upload.align import FRAME, detect_eyes
+from fxcore.upload.faces import detect_face
+from fxcore.upload.landmarks import detect_landmarks
 
 
 def main() -> None:

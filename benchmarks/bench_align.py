@@ -1,6 +1,6 @@
 """Per-upload cost of the aligned upload path (target <= 0.05 s on the 2-core dev CPU).
 
-Times :func:`fxcore.faces.prepare_upload` with ``crop_face=True, align=True`` (decode, dlib's
+Times :func:`fxcore.upload.faces.prepare_upload` with ``crop_face=True, align=True`` (decode, dlib's
 face detector and five landmarks (the Haar face box and eyes only where dlib finds no face),
 similarity, warp, training transform) on real faces: stand-in photos made from the
 celeba-10k test split (256 px, benchmarks/make_standin.py's recipe) and the same photos enlarged
@@ -23,9 +23,9 @@ from benchlib import best_time, machine
 from make_standin import SIDE, standin_matrix
 from PIL import Image
 
-from fxcore.align import FRAME
-from fxcore.faces import prepare_upload
-from fxcore.registry import load_dataset
+from fxcore.data.registry import load_dataset
+from fxcore.upload.align import FRAME
+from fxcore.upload.faces import prepare_upload
 
 
 def photos(root: Path, n: int, side: int) -> list[bytes]:

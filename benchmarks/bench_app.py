@@ -53,8 +53,8 @@ COLD_TARGET_S, SWITCH_TARGET_S = 5.0, 1.0
 HOME_READ_MS = 4000
 WARM_IMPORTS = (
     "import torch, torchvision, numpy, PIL, safetensors, streamlit, plotly, pandas, "
-    "matplotlib, captum, cv2; import plotly.graph_objects; import fxcore.analysis, "
-    "fxcore.faces, fxcore.train"
+    "matplotlib, captum, cv2; import plotly.graph_objects; import fxcore.compare.analysis, "
+    "fxcore.upload.faces, fxcore.train.loop"
 )
 DRAWN = """() => !document.querySelector('[data-stale="true"]')
   && !document.querySelector('[data-testid="stStatusWidget"]')

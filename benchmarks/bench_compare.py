@@ -59,13 +59,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
-    from fxcore import trust
-    from fxcore.runs import load_experiment
+    from fxcore.compare import control as trust
+    from fxcore.store.runs import load_experiment
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.quick:
-            from fxcore.demo import SYNTH
-            from fxcore.train import train
+            from fxcore.cli.demo import SYNTH
+            from fxcore.train.loop import train
 
             cfg = replace(
                 SYNTH,

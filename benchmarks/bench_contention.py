@@ -3,7 +3,7 @@
 One SynthFaces epoch (vgg-mini, 48 px, ``--n`` images, batch 32) runs in a fresh subprocess, its
 wall and CPU time (user + system of the child) measured, first alone, then while this script keeps
 one busy-loop process running. fxcore sets ``OMP_WAIT_POLICY=PASSIVE`` and a thread count from the
-usable cores when it is imported (fxcore/threads.py); the ``spinning`` variant sets OpenMP's
+usable cores when it is imported (fxcore/core/threads.py); the ``spinning`` variant sets OpenMP's
 active wait explicitly to show what the setting prevents. Targets: beside one competitor, wall
 ≤ 2.5x and CPU time ≤ 1.3x the idle run's.
 
@@ -28,7 +28,7 @@ WALL_TARGET, CPU_TARGET = 2.5, 1.3
 EPOCH = """
 import sys
 from pathlib import Path
-from fxcore.train import TrainConfig, train
+from fxcore.train.loop import TrainConfig, train
 cfg = TrainConfig(dataset="synthfaces", attributes=["Smiling", "Male"], model="vgg-mini",
                   image_size=48, epochs=1, batch_size=32, seed=0, pretrained="no",
                   synth_train=int(sys.argv[1]), max_val=64, progress=False)

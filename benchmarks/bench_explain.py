@@ -1,15 +1,15 @@
 """Benchmark the Feature maps page's work for one upload: two VGG-19s at 224 px on the CPU.
 
-Both models are built once (random init, torchvision architecture via ``fxcore.models``) and warmed
+Both models are built once (random init, torchvision architecture via ``fxcore.models.nets``) and warmed
 up; then each step is timed ``--repeat`` times and the best (least disturbed by other work on
 the machine) is reported:
 
-- ``prepare``: ``fxcore.faces.prepare_upload`` of a 640x640 JPEG with face crop (decode, detect,
+- ``prepare``: ``fxcore.upload.faces.prepare_upload`` of a 640x640 JPEG with face crop (decode, detect,
   crop, resize, normalise);
-- ``explain``: ``fxcore.analysis.explain`` for both models at the app's default layer
-  (:func:`fxcore.analysis.cam_layer`: the deepest conv with maps >= 16 px, ``features.25`` at
+- ``explain``: ``fxcore.compare.analysis.explain`` for both models at the app's default layer
+  (:func:`fxcore.explain.layers.cam_layer`: the deepest conv with maps >= 16 px, ``features.25`` at
   224 px): channel mean, top-k, Grad-CAM for and against, all from ONE forward per model whose
-  graph starts at the Grad-CAM layer (``fxcore.gradcam.explain_image``);
+  graph starts at the Grad-CAM layer (``fxcore.explain.gradcam.explain_image``);
 - the unfused way, for comparison: ``feature_maps`` (one no-grad forward) then ``grad_cam_both``
   (captum: a second forward with a full graph + backward down to the layer);
 - references: a bare no-grad forward (the floor: any explanation needs one forward), a bare
@@ -48,7 +48,7 @@ def face_jpeg(size: int = 640) -> bytes:
     """A synthetic face photo (SynthFaces render, not from any dataset) as JPEG bytes."""
     from PIL import Image
 
-    from fxcore.synthfaces import SynthFaces
+    from fxcore.data.synthfaces import SynthFaces
 
     arr = SynthFaces("val", image_size=size, max_samples=4).render([3])[0].transpose(1, 2, 0)
     buf = io.BytesIO()
@@ -64,11 +64,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
-    from fxcore.activations import feature_maps
-    from fxcore.analysis import cam_layer, explain
-    from fxcore.faces import prepare_upload
-    from fxcore.gradcam import grad_cam, grad_cam_both
-    from fxcore.models import build_model
+    from fxcore.compare.analysis import explain
+    from fxcore.explain.activations import feature_maps
+    from fxcore.explain.gradcam import grad_cam, grad_cam_both
+    from fxcore.explain.layers import cam_layer
+    from fxcore.models.nets import build_model
+    from fxcore.upload.faces import prepare_upload
 
     torch.manual_seed(0)
     models = [build_model(args.model, 1).eval() for _ in range(2)]

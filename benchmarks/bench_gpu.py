@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from fxcore.metrics import autocast, compute_loss
-from fxcore.models import build_model
-from fxcore.train import TrainConfig, train
+from fxcore.models.nets import build_model
+from fxcore.train.loop import TrainConfig, train
+from fxcore.train.metrics import autocast, compute_loss
 
 
 def lockstep_rate(

@@ -116,7 +116,7 @@ def bench(tmp: Path, refreshes: int) -> dict:
     from live import REFRESH_S
     from streamlit.testing.v1 import AppTest
 
-    from fxcore.progress import read_progress
+    from fxcore.store.progress import read_progress
 
     root = tmp / "checkpoints"
     out = root / "live-mnist"

@@ -2,7 +2,7 @@
 
 For every weight tensor of VGG-19 (torchvision shapes, one-logit head) a random per-weight mean
 array stands in for ``mean_var``'s output ("once stats exist"). One figure is what the page does
-with it: ``fxcore.stats.layout_2d`` -> ``pool_to_budget(budget=(512, 512))`` -> the app's
+with it: ``fxcore.measures.stats.layout_2d`` -> ``pool_to_budget(budget=(512, 512))`` -> the app's
 ``ui.heatmap_figure`` -> ``fig.to_json()`` (the JSON Streamlit sends to the browser). Its time is
 the best of ``--repeat`` builds, for both pooling modes (mean, maxabs). The naive figure is
 ``go.Heatmap(z=<full 4096x4096 map>)`` of ``classifier.3.weight``, serialised the same way.
@@ -52,7 +52,7 @@ def figure_builder():
 
 def build(mean: np.ndarray, mode: str, heatmap_figure) -> tuple[str, tuple[int, int], tuple]:
     """What the page does for one tensor's mean map: the JSON sent, the block and the map shape."""
-    from fxcore.stats import layout_2d, pool_to_budget
+    from fxcore.measures.stats import layout_2d, pool_to_budget
 
     pooled, block = pool_to_budget(layout_2d(mean), (512, 512), mode)
     finite = np.abs(pooled[np.isfinite(pooled)])
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     import plotly.graph_objects as go
     import torch
 
-    from fxcore.models import build_model
+    from fxcore.models.nets import build_model
 
     heatmap_figure, builder = figure_builder()
     with torch.device("meta"):
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
 
     # Where the slowest one spends its time: pooling vs figure + JSON.
-    from fxcore.stats import layout_2d, pool_to_budget
+    from fxcore.measures.stats import layout_2d, pool_to_budget
 
     worst = max(per, key=lambda k: per[k]["time_maxabs_s"])
     stat = rng.standard_normal(shapes[worst], dtype=np.float32) * 0.01

@@ -1,4 +1,4 @@
-"""Benchmark fxcore.stats.mean_var against a naive load-and-stack and the bare reading floor.
+"""Benchmark fxcore.measures.stats.mean_var against a naive load-and-stack and the bare reading floor.
 
 Writes one safetensors file per epoch (default 11) holding a whole VGG-19 state dict (torchvision
 names and shapes, one-logit head: 38 tensors, 532 MiB per file, 5.9 GiB for 11 epochs) into a temp
@@ -9,7 +9,7 @@ dir, then measures, for each tensor asked for and each in a fresh subprocess so 
   without thinking about I/O; it keeps one checkpoint and the stack in memory, not all epochs);
 - ``floor``:  only reading that tensor (``safe_open(...).get_tensor`` per epoch, then dropped);
 - ``floor_stream``: only reading, in the same blocks and with the same reads ``mean_var`` uses;
-- ``fxcore``: ``fxcore.stats.mean_var``.
+- ``fxcore``: ``fxcore.measures.stats.mean_var``.
 
 Files are read from a warm page cache (they were just written). Times are the best of
 ``--repeat`` runs (all runs are listed too); "peak RSS +" is the high-water RSS (``VmHWM``) after
@@ -47,7 +47,7 @@ def vgg19_shapes() -> dict[str, tuple[int, ...]]:
     import torch
 
     sys.path.insert(0, str(ROOT))
-    from fxcore.models import build_model
+    from fxcore.models.nets import build_model
 
     with torch.device("meta"):  # shapes only
         model = build_model("vgg19", 1)
@@ -103,7 +103,7 @@ def work(mode: str, paths: list[Path], key: str) -> None:
     elif mode == "floor_stream":
         from contextlib import ExitStack
 
-        from fxcore import stats
+        from fxcore.measures import stats
 
         infos = stats.epoch_infos(paths, key)
         buf = np.empty(stats._BLOCK_ELEMS, np.float64)
@@ -113,7 +113,7 @@ def work(mode: str, paths: list[Path], key: str) -> None:
                 for fd, info in zip(fds, infos):
                     stats.read_block(fd, info, s, e, buf[: e - s])
     else:
-        from fxcore import stats
+        from fxcore.measures import stats
 
         stats.mean_var(paths, key)
 
@@ -135,7 +135,7 @@ def child(mode: str, folder: str, key: str, repeat: int) -> None:
     sys.path.insert(0, str(ROOT))
     import safetensors.numpy  # noqa: F401  (imports are not part of the measurement)
 
-    import fxcore.stats  # noqa: F401
+    import fxcore.measures.stats  # noqa: F401
 
     if mode == "naive":
         import safetensors.torch  # noqa: F401  (only naive needs torch)
@@ -158,7 +158,7 @@ def check(paths: list[Path], key: str) -> float:
     sys.path.insert(0, str(ROOT))
     from safetensors import safe_open
 
-    from fxcore import stats
+    from fxcore.measures import stats
 
     mean, var = stats.mean_var(paths, key)
     rows = []

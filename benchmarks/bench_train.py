@@ -1,4 +1,4 @@
-"""Benchmark lockstep training: K=2 models in one ``fxcore.train.train`` vs two separate runs.
+"""Benchmark lockstep training: K=2 models in one ``fxcore.train.loop.train`` vs two separate runs.
 
 Per dataset (SynthFaces; CelebA-10k from ``../shared/data/celeba-10k`` when present), vgg-mini at
 64 px, one epoch over the same ``--n`` training images, batch 32, ``--n-val`` validation images:
@@ -39,7 +39,7 @@ TARGET = 1.2
 
 def config(dataset: str, attrs: list[str], n: int, n_val: int):
     sys.path.insert(0, str(ROOT))
-    from fxcore.train import TrainConfig
+    from fxcore.train.loop import TrainConfig
 
     return TrainConfig(
         dataset=dataset,
@@ -61,7 +61,7 @@ def config(dataset: str, attrs: list[str], n: int, n_val: int):
 
 def child_train(dataset: str, attrs: str, n: int, n_val: int, out: str) -> dict:
     """Subprocess entry: one ``train`` call, timed after imports."""
-    from fxcore.train import train
+    from fxcore.train.loop import train
 
     cfg = config(dataset, attrs.split(","), n, n_val)
     t0 = time.perf_counter()
@@ -73,7 +73,7 @@ def child_train(dataset: str, attrs: str, n: int, n_val: int, out: str) -> dict:
 
 def child_decode(dataset: str, n: int, n_val: int) -> dict:
     """Subprocess entry: open and decode the train and val splits once, as ``train`` does."""
-    from fxcore.registry import load_dataset
+    from fxcore.data.registry import load_dataset
 
     kw = {
         "root": str(CELEBA) if dataset == "celeba" else None,

@@ -92,7 +92,7 @@ def demo_root(candidates: list[Path]) -> tuple[Path, str]:
 def face_experiment(root: Path) -> str:
     """The first experiment under ``root`` with face images (for uploads and Grad-CAM)."""
     sys.path.insert(0, str(ROOT))
-    from fxcore.runs import list_experiments
+    from fxcore.store.runs import list_experiments
 
     faces = [
         e.name for e in list_experiments(root) if e.info.get("dataset") not in ("mnist", "imported")
@@ -162,8 +162,8 @@ def is_script_finished(payload: object) -> bool:
 _HELD = """
 import sys, time
 from pathlib import Path
-from fxcore import progress
-from fxcore.cli import main
+from fxcore.store import progress
+from fxcore.cli.main import main
 gate, at = Path(sys.argv[1]), int(sys.argv[2])
 saved = progress.ProgressWriter.epoch_done
 def held(self, epoch, images):

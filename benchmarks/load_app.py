@@ -78,7 +78,7 @@ def upload_images(folder: Path) -> list[Path]:
     """Synthetic face photos (not from any dataset) in the formats and sizes users upload."""
     from PIL import Image
 
-    from fxcore.synthfaces import SynthFaces
+    from fxcore.data.synthfaces import SynthFaces
 
     faces = SynthFaces("val", image_size=256, max_samples=8).render(list(range(4)))  # (4,3,S,S)
     out = []

@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from fxcore.align import FRAME
-from fxcore.celeba_files import ATTR_FILE, IMAGE_DIR
-from fxcore.registry import load_dataset
+from fxcore.data.celeba_files import ATTR_FILE, IMAGE_DIR
+from fxcore.data.registry import load_dataset
+from fxcore.upload.align import FRAME
 
 SIDE = 256  # output photos are SIDE x SIDE
 LOOSE = 1.3  # the crop is 1.3x wider than CelebA's training crop (the 178x178 centre square)

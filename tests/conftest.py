@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/ helpers such 
 
 from fixtures_data import make_mnist_fixture  # noqa: E402
 
-from fxcore.train import TrainConfig, train  # noqa: E402
+from fxcore.train.loop import TrainConfig, train  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -61,7 +61,7 @@ def synth_seeds(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
     seed, or another CPU's kernels, gives another model). Trained once per session."""
     from dataclasses import replace
 
-    from fxcore.demo import SYNTH
+    from fxcore.cli.demo import SYNTH
 
     out = {}
     for seed in SYNTH_SEEDS:

@@ -55,7 +55,7 @@ CELEBA_ATTRIBUTES = [
     "Wearing_Necktie",
     "Young",
 ]
-# CelebA's mean aligned landmarks in the official 178x218 frame (see fxcore.celeba.MEAN_LANDMARKS).
+# CelebA's mean aligned landmarks in the official 178x218 frame (see fxcore.data.celeba.MEAN_LANDMARKS).
 _MEAN_LM = np.array([[69, 111], [108, 111], [88, 134], [72, 152], [105, 152]], dtype=np.float64)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fxcore.models import VGGMini
+from fxcore.models.nets import VGGMini
 
 SIZE = 64  # input side; the deepest block is 4x4, one cell per 16 px
 CELL = 16

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fxcore.train import TrainConfig, train
+from fxcore.train.loop import TrainConfig, train
 
 TINY_TRIO = TrainConfig(
     dataset="synthfaces",

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fxcore import activations as act
-from fxcore import gradcam
+from fxcore.explain import activations as act
+from fxcore.explain import gradcam
 
 
 class MiniVGG(nn.Module):
@@ -304,8 +304,8 @@ def test_overlay() -> None:
 
 
 def test_grad_cam_both_equals_two_separate_calls() -> None:
-    from fxcore.gradcam import grad_cam, grad_cam_both
-    from fxcore.models import build_model
+    from fxcore.explain.gradcam import grad_cam, grad_cam_both
+    from fxcore.models.nets import build_model
 
     torch.manual_seed(0)
     model = build_model("vgg-mini", 1).eval()

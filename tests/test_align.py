@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fxcore import align, landmarks
-from fxcore.align import (
+from fxcore.upload import align, landmarks
+from fxcore.upload.align import (
     EYE_TEMPLATE,
     FRAME,
     LANDMARK_TEMPLATE,
@@ -23,7 +23,7 @@ from fxcore.align import (
     invert,
     similarity,
 )
-from fxcore.faces import face_detector_available, prepare_upload
+from fxcore.upload.faces import face_detector_available, prepare_upload
 
 CELEBA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "celeba-10k"
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from fxcore.analysis import cka, compare, dynamics, explain, localisation, pick_runs, weight_maps
-from fxcore.runs import open_experiment
+from fxcore.compare.analysis import cka, compare, dynamics, explain, localisation, weight_maps
+from fxcore.store.runs import open_experiment
+from fxcore.store.select import pick_runs
 
 
 def test_weight_maps_and_difference(tiny_root: Path) -> None:

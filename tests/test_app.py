@@ -94,7 +94,7 @@ def test_home_without_experiments_offers_demo(tmp_path: Path, monkeypatch) -> No
 
 
 def test_demo_button_trains_and_lists(tiny_root: Path, tmp_path: Path, monkeypatch) -> None:
-    import fxcore.demo
+    import fxcore.cli.demo
 
     root = tmp_path / "fresh"
     made = []
@@ -105,13 +105,13 @@ def test_demo_button_trains_and_lists(tiny_root: Path, tmp_path: Path, monkeypat
             shutil.copytree(tiny_root / "tiny-synth", Path(out) / name)
         return [Path(out) / n for n in names or []]
 
-    monkeypatch.setattr(fxcore.demo, "make_demo", fake_make_demo)
+    monkeypatch.setattr(fxcore.cli.demo, "make_demo", fake_make_demo)
     monkeypatch.setenv("FXCORE_CHECKPOINTS", str(root))
     at = AppTest.from_file(HOME, default_timeout=TIMEOUT).run()
     at.button(key="demo").click().run()
     ok(at)
-    assert made == list(fxcore.demo.DEMOS)
-    assert set(at.dataframe[0].value["experiment"]) == set(fxcore.demo.DEMOS)
+    assert made == list(fxcore.cli.demo.DEMOS)
+    assert set(at.dataframe[0].value["experiment"]) == set(fxcore.cli.demo.DEMOS)
 
 
 def test_bad_epoch_is_named_and_others_stay_usable(tiny_root: Path, tmp_path, monkeypatch) -> None:
@@ -164,7 +164,7 @@ def test_feature_maps_mnist_shows_note(root: Path) -> None:
 
 
 def face_jpeg(size: int = 160, mode: str = "RGB") -> bytes:
-    from fxcore.synthfaces import SynthFaces
+    from fxcore.data.synthfaces import SynthFaces
 
     arr = SynthFaces("val", image_size=size, max_samples=1).render([0])[0].transpose(1, 2, 0)
     buf = io.BytesIO()
@@ -260,7 +260,7 @@ def test_weight_statistics_mnist_unit_tiles(root: Path) -> None:
 
 
 def test_weight_maps_cached_across_reruns(root: Path, monkeypatch) -> None:
-    from fxcore import analysis
+    from fxcore.compare import analysis
 
     calls = []
     real = analysis.weight_maps
@@ -275,7 +275,7 @@ def test_weight_maps_cached_across_reruns(root: Path, monkeypatch) -> None:
 
 
 def test_big_tensor_figure_fits_payload() -> None:
-    from fxcore.stats import pool_to_budget
+    from fxcore.measures.stats import pool_to_budget
 
     big = np.random.default_rng(0).standard_normal((4096, 4096), dtype=np.float32)
     pooled, block = pool_to_budget(big, (512, 512))
@@ -351,7 +351,7 @@ def test_home_page_modules_do_not_import_torch() -> None:
 
     code = (
         "import sys; sys.path.insert(0, 'app'); import cache, ui, pandas, plotly.subplots; "
-        "import fxcore.checkpoints, fxcore.runs; print(sorted(m for m in ('torch', 'captum', 'cv2') "
+        "import fxcore.store.checkpoints, fxcore.store.runs; print(sorted(m for m in ('torch', 'captum', 'cv2') "
         "if m in sys.modules))"
     )
     out = subprocess.run(
@@ -367,7 +367,7 @@ def test_home_page_modules_do_not_import_torch() -> None:
 
 def test_layer_picker_order_is_model_order(tiny_root: Path) -> None:
     """run.json's tensor order (used instead of building the model) is the model's own order."""
-    from fxcore.runs import load_experiment
+    from fxcore.store.runs import load_experiment
 
     for name in ("tiny-synth", "tiny-mnist"):
         run = load_experiment(tiny_root / name).runs[0]
@@ -379,7 +379,7 @@ def test_layer_picker_order_is_model_order(tiny_root: Path) -> None:
 
 def test_layer_picker_order_for_alphabetical_run_json(tiny_root: Path, tmp_path: Path) -> None:
     """Runs written before run.json kept model order (sorted tensor list) still get model order."""
-    from fxcore.runs import load_experiment
+    from fxcore.store.runs import load_experiment
 
     exp_dir = tmp_path / "old"
     shutil.copytree(tiny_root / "tiny-synth", exp_dir)

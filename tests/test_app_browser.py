@@ -40,7 +40,7 @@ def face_jpeg(path: Path) -> Path:
     """A synthetic face photo (not from any dataset) as a 256x256 JPEG."""
     from PIL import Image
 
-    from fxcore.synthfaces import SynthFaces
+    from fxcore.data.synthfaces import SynthFaces
 
     arr = SynthFaces("val", image_size=256, max_samples=4).render([3])[0].transpose(1, 2, 0)
     buf = io.BytesIO()
@@ -79,7 +79,7 @@ def shot(page, name: str) -> None:
 
 def pick_experiments(root: Path) -> tuple[str, str | None]:
     """(a face experiment, an MNIST one or None) under ``root``."""
-    from fxcore.runs import list_experiments
+    from fxcore.store.runs import list_experiments
 
     exps = list_experiments(root)
     faces = [e.name for e in exps if e.info.get("dataset") not in ("mnist", "imported")]
@@ -228,7 +228,7 @@ def test_home_follows_a_training_run(tmp_path: Path) -> None:
     """Home open while a tiny training runs: the saved epochs grow on the page, no reload."""
     from fixtures_data import make_mnist_fixture
 
-    from fxcore.progress import read_progress
+    from fxcore.store.progress import read_progress
 
     root = tmp_path / "checkpoints"
     out = root / "live"
@@ -286,7 +286,7 @@ def real_photo(path: Path) -> Path:
     inside a larger canvas so that it is not framed like CelebA (never committed)."""
     from PIL import Image
 
-    from fxcore.registry import load_dataset
+    from fxcore.data.registry import load_dataset
 
     if not (CELEBA / "list_attr_celeba.txt").is_file():
         pytest.skip(f"CelebA-10k not found at {CELEBA} (shared data absent)")

@@ -18,7 +18,7 @@ from PIL import Image
 pytest.importorskip("streamlit")
 from test_app import APP_DIR, DYNAMICS, FEATURES, ok, open_page, specs  # noqa: E402
 
-from fxcore.attribution import layer_verdicts  # noqa: E402
+from fxcore.explain.attribution import layer_verdicts  # noqa: E402
 
 sys.path.insert(0, str(APP_DIR))  # as `streamlit run app/Home.py` does (test_app does it too)
 import cache  # noqa: E402
@@ -67,8 +67,8 @@ def test_layer_verdicts_combine_models() -> None:
 
 
 def test_layer_sanity_covers_every_conv_and_is_cached(root: Path) -> None:
-    from fxcore.runs import load_experiment
-    from fxcore.sanity import default_layer, layer_sanity
+    from fxcore.explain.sanity import default_layer, layer_sanity
+    from fxcore.store.runs import load_experiment
 
     exp = load_experiment(root / "tiny-synth")
     verdicts = layer_sanity(exp, exp.runs[:2], 3, n_images=8)
@@ -81,7 +81,7 @@ def test_layer_sanity_covers_every_conv_and_is_cached(root: Path) -> None:
 
 def fake_sanity(failing: set[str]):
     """A stand-in for the (real, slow-ish) check: every conv passes except ``failing``."""
-    from fxcore.activations import conv_layers
+    from fxcore.explain.activations import conv_layers
 
     def layer_sanity(exp, runs, epoch, **_):
         convs = conv_layers(runs[0].build_model(epoch))
@@ -99,10 +99,10 @@ def fake_sanity(failing: set[str]):
 
 
 def test_feature_maps_mark_a_failing_layer(root: Path, monkeypatch) -> None:
-    import fxcore.sanity
+    import fxcore.explain.sanity
 
     # features.10 is the deepest conv at >= 16 px on the tiny 32 px models (the old default)
-    monkeypatch.setattr(fxcore.sanity, "layer_sanity", fake_sanity({"features.10"}))
+    monkeypatch.setattr(fxcore.explain.sanity, "layer_sanity", fake_sanity({"features.10"}))
     cache._layer_sanity.clear()
     at = open_page(FEATURES, "tiny-synth")
     ok(at)
@@ -118,12 +118,12 @@ def test_feature_maps_mark_a_failing_layer(root: Path, monkeypatch) -> None:
 
 
 def test_feature_maps_say_when_no_layer_passes(root: Path, monkeypatch) -> None:
-    import fxcore.sanity
-    from fxcore.activations import conv_layers
-    from fxcore.runs import load_experiment
+    import fxcore.explain.sanity
+    from fxcore.explain.activations import conv_layers
+    from fxcore.store.runs import load_experiment
 
     every = set(conv_layers(load_experiment(root / "tiny-synth").runs[0].build_model(0)))
-    monkeypatch.setattr(fxcore.sanity, "layer_sanity", fake_sanity(every))
+    monkeypatch.setattr(fxcore.explain.sanity, "layer_sanity", fake_sanity(every))
     cache._layer_sanity.clear()
     at = open_page(FEATURES, "tiny-synth")
     ok(at)
@@ -187,7 +187,7 @@ def test_photo_experiment_without_its_dataset_opens_on_upload(
 def test_home_evaluation_is_one_line_per_model(
     tiny_root: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    from fxcore.eval_store import save_evaluation
+    from fxcore.store.eval_store import save_evaluation
 
     exp = tmp_path / "ck" / "tiny-synth"
     shutil.copytree(tiny_root / "tiny-synth", exp)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import TINY_SYNTH
 
-from fxcore import trust
-from fxcore.runs import load_experiment
-from fxcore.train import train
+from fxcore.compare import control as trust
+from fxcore.store.runs import load_experiment
+from fxcore.train.loop import train
 
 APP_DIR = Path(__file__).resolve().parents[1] / "app"
 HOME, DYNAMICS = str(APP_DIR / "Home.py"), "views/3_Training_dynamics.py"

@@ -6,16 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
-from fxcore.analysis import probe_set
-from fxcore.attribution import (
+from fxcore.explain.attribution import (
     INPUT_METHOD,
     attribution_maps,
     block_convs,
     sources,
 )
-from fxcore.gradcam import grad_cam_batch
-from fxcore.probes import probe_accuracy
-from fxcore.runs import open_experiment
+from fxcore.explain.gradcam import grad_cam_batch
+from fxcore.measures.probes import probe_accuracy
+from fxcore.store.probeset import probe_set
+from fxcore.store.runs import open_experiment
 
 
 def test_block_convs_and_fused_gradcam_equal_captum(tiny_root: Path) -> None:

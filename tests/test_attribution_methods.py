@@ -12,7 +12,7 @@ import pytest
 import torch
 from region_models import CELL, CUES, MOUTH, RegionModel, box, grow, images
 
-from fxcore.attribution import (
+from fxcore.explain.attribution import (
     INPUT_METHOD,
     _rank_corr,
     attribution_maps,
@@ -20,7 +20,7 @@ from fxcore.attribution import (
     sanity_check,
     sources,
 )
-from fxcore.similarity import region_shares
+from fxcore.measures.similarity import region_shares
 
 FULL = box((0, 64), (0, 64))
 

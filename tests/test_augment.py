@@ -11,10 +11,10 @@ import torch
 from conftest import TINY_SYNTH
 from safetensors.torch import load_file
 
-import fxcore.train as train_mod
-from fxcore.augment import BatchAugmenter, resolve_augment
-from fxcore.checkpoints import CheckpointError
-from fxcore.train import train
+import fxcore.train.loop as train_mod
+from fxcore.store.checkpoints import CheckpointError
+from fxcore.train.augment import BatchAugmenter, resolve_augment
+from fxcore.train.loop import train
 
 TINY = replace(TINY_SYNTH, epochs=2, seed=5, synth_train=40, max_val=16, augment="on")
 

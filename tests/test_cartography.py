@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from fxcore.cartography import (
+from fxcore.core.errors import FxcoreError
+from fxcore.measures.cartography import (
     CartographyMap,
     cartography,
     cartography_stats,
@@ -17,8 +18,7 @@ from fxcore.cartography import (
     regions,
     true_label_probability,
 )
-from fxcore.errors import FxcoreError
-from fxcore.runs import load_experiment
+from fxcore.store.runs import load_experiment
 
 # Four images over four epochs: learnt at once, never learnt, flipping, learnt late.
 PROB = np.array(

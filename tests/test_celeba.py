@@ -11,11 +11,11 @@ import torch
 from fixtures_data import CELEBA_ATTRIBUTES, make_celeba_fixture
 from PIL import Image, ImageFile
 
-from fxcore import celeba as celeba_mod
-from fxcore.celeba import MEAN_LANDMARKS, CelebA
-from fxcore.celeba_files import attribute_statistics, box_mask
-from fxcore.data import DataError, prepare_pil, transform_landmarks
-from fxcore.registry import load_dataset
+from fxcore.data import celeba as celeba_mod
+from fxcore.data.base import DataError, prepare_pil, transform_landmarks
+from fxcore.data.celeba import MEAN_LANDMARKS, CelebA
+from fxcore.data.celeba_files import attribute_statistics, box_mask
+from fxcore.data.registry import load_dataset
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CELEBA_10K = SHARED / "celeba-10k"
@@ -280,7 +280,7 @@ def test_module_constants() -> None:
 
 
 def test_label_statistics_match_numpy() -> None:
-    from fxcore.data import label_statistics
+    from fxcore.data.base import label_statistics
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 2, size=(200, 4)).astype(np.float32)

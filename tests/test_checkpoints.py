@@ -15,9 +15,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from fxcore.checkpoints import CheckpointError, atomic_write_json, read_header, save_checkpoint
-from fxcore.models import build_model
-from fxcore.runs import Run, list_experiments, open_experiment, runs_table, safe_child
+from fxcore.models.nets import build_model
+from fxcore.store.checkpoints import (
+    CheckpointError,
+    atomic_write_json,
+    read_header,
+    save_checkpoint,
+)
+from fxcore.store.runs import Run, list_experiments, open_experiment, runs_table, safe_child
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,7 +139,7 @@ def test_symlinked_experiment_outside_root_is_refused(tmp_path: Path) -> None:
 _WRITER = """
 import sys, torch
 from pathlib import Path
-from fxcore.checkpoints import save_checkpoint
+from fxcore.store.checkpoints import save_checkpoint
 out = Path(sys.argv[1])
 big = torch.randn(2_000_000)
 print("ready", flush=True)
@@ -169,7 +174,7 @@ def test_sigkill_during_writes_never_leaves_a_partial_checkpoint(tmp_path: Path)
 
 _READER = """
 import resource, sys
-from fxcore.runs import open_experiment
+from fxcore.store.runs import open_experiment
 run = open_experiment(sys.argv[1]).runs[0]
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = run.read_tensor(0, "small")

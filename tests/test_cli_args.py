@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fxcore.cli import main
+from fxcore.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -319,7 +319,7 @@ def test_real_process_bad_argument_and_runtime_error(tmp_path: Path) -> None:
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
-    from fxcore.cli import build_parser
+    from fxcore.cli.main import build_parser
 
     parser = build_parser()
     (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]

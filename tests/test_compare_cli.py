@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fxcore.cli import main
-from fxcore.cli_format import interval, number, table
+from fxcore.cli.format import interval, number, table
+from fxcore.cli.main import main
 
 
 def test_one_precision_rule_and_missing_values() -> None:

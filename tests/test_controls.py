@@ -1,4 +1,4 @@
-"""Control runs: same task and init as the first run, their own batch order (fxcore.train)."""
+"""Control runs: same task and init as the first run, their own batch order (fxcore.train.loop)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import torch
 from conftest import TINY_SYNTH
 from safetensors.torch import load_file
 
-from fxcore.analysis import pick_control, pick_runs
-from fxcore.batches import epoch_order
-from fxcore.checkpoints import CheckpointError
-from fxcore.config import run_specs
-from fxcore.runs import load_experiment
-from fxcore.train import train
+from fxcore.store.checkpoints import CheckpointError
+from fxcore.store.runs import load_experiment
+from fxcore.store.select import pick_control, pick_runs
+from fxcore.train.batches import epoch_order
+from fxcore.train.config import run_specs
+from fxcore.train.loop import train
 
 TINY = replace(TINY_SYNTH, epochs=2, seed=3, synth_train=48)
 
@@ -82,7 +82,7 @@ def test_control_with_its_own_init_and_resume(tmp_path: Path, with_control: Path
 def test_figures_draw_the_control_beside_the_pair(
     with_control: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fxcore import figures
+    from fxcore.compare import figures
 
     legends: dict[str, list[str]] = {}
     real_save = figures._save

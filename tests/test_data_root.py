@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from fixtures_data import make_celeba_fixture
 
-from fxcore.checkpoints import read_meta
-from fxcore.cli import main
-from fxcore.errors import DataUnavailable
-from fxcore.inputs import DATA_ENV, load_split, locate_data
-from fxcore.runs import load_experiment
-from fxcore.ship import ship_experiment
+from fxcore.cli.main import main
+from fxcore.compare.ship import ship_experiment
+from fxcore.core.errors import DataUnavailable
+from fxcore.data.inputs import DATA_ENV, load_split, locate_data
+from fxcore.store.checkpoints import read_meta
+from fxcore.store.runs import load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 # An absolute path of some machine: POSIX home/work/temp folders, or a Windows drive.

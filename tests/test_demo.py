@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from conftest import TINY_SYNTH
 
-import fxcore.analysis as analysis
-import fxcore.demo as demo
-import fxcore.gradcam as gradcam
-from fxcore.runs import load_experiment
+import fxcore.cli.demo as demo
+import fxcore.compare.analysis as analysis
+import fxcore.explain.gradcam as gradcam
+from fxcore.store.runs import load_experiment
+from fxcore.store.select import pick_runs
 
 
 def test_make_demo_trains_and_precomputes_comparison(tmp_path: Path, monkeypatch) -> None:
@@ -30,7 +31,7 @@ def test_make_demo_trains_and_precomputes_comparison(tmp_path: Path, monkeypatch
     # The page's calls (first two runs, the page's probe count) are now served from the cache.
     monkeypatch.setattr(analysis, "MinibatchCKA", fail)
     monkeypatch.setattr(gradcam, "grad_cam_batch", fail)  # analysis imports it when it runs
-    runs = analysis.pick_runs(exp)
+    runs = pick_runs(exp)
     assert len(analysis.cka(exp, runs, n_probe=16)["epochs"]) == 2
     assert analysis.localisation(exp, runs, n_probe=16)["runs"]
     with pytest.raises(AssertionError, match="recomputed"):
@@ -40,7 +41,7 @@ def test_make_demo_trains_and_precomputes_comparison(tmp_path: Path, monkeypatch
 def test_make_demo_keeps_the_runs_when_the_comparison_fails(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:
-    from fxcore.checkpoints import CheckpointError
+    from fxcore.store.checkpoints import CheckpointError
 
     def broken(*_a: object, **_k: object) -> None:
         raise CheckpointError("disk trouble")

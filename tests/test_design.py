@@ -9,17 +9,17 @@ import pkgutil
 import pytest
 
 import fxcore
-from fxcore.errors import FxcoreError
+from fxcore.core.errors import FxcoreError
 
 
 def _fxcore_modules() -> list[str]:
-    return sorted(f"fxcore.{m.name}" for m in pkgutil.iter_modules(fxcore.__path__))
+    return sorted(m.name for m in pkgutil.walk_packages(fxcore.__path__, "fxcore."))
 
 
 def test_every_fxcore_exception_derives_from_the_one_base() -> None:
     found = []
     for name in _fxcore_modules():
-        if name in ("fxcore.__main__", "fxcore.figures"):
+        if name in ("fxcore.__main__", "fxcore.compare.figures"):
             continue  # __main__ runs the CLI; figures selects a matplotlib backend
         module = importlib.import_module(name)
         for _, obj in inspect.getmembers(module, inspect.isclass):
@@ -30,7 +30,7 @@ def test_every_fxcore_exception_derives_from_the_one_base() -> None:
 
 
 def test_cli_prints_any_fxcore_error_as_one_line(monkeypatch, capsys) -> None:
-    from fxcore import cli
+    from fxcore.cli import main as cli
 
     class Odd(FxcoreError):
         pass
@@ -44,7 +44,7 @@ def test_cli_prints_any_fxcore_error_as_one_line(monkeypatch, capsys) -> None:
 
 
 def test_cli_lets_bugs_raise(monkeypatch) -> None:
-    from fxcore import cli
+    from fxcore.cli import main as cli
 
     def bug(_args):
         raise ZeroDivisionError("a bug")
@@ -57,8 +57,8 @@ def test_cli_lets_bugs_raise(monkeypatch) -> None:
 def test_train_parser_is_built_from_the_config_defaults() -> None:
     from dataclasses import asdict
 
-    from fxcore.cli import build_parser
-    from fxcore.config import TrainConfig, config_from_args
+    from fxcore.cli.main import build_parser
+    from fxcore.train.config import TrainConfig, config_from_args
 
     args = build_parser().parse_args(["train", "--out", "x"])
     assert config_from_args(args) == TrainConfig()
@@ -77,25 +77,50 @@ def test_train_parser_is_built_from_the_config_defaults() -> None:
 # ---------------------------------------------------------------- import graph
 
 
+# Packages from the bottom up: a module imports only from its own package and the ones before it.
+LAYERS = (
+    "core",
+    "data",
+    "models",
+    "store",
+    "upload",
+    "train",
+    "explain",
+    "measures",
+    "compare",
+    "cli",
+)
+
+
 def import_graph() -> dict[str, set[str]]:
-    """fxcore module -> the fxcore modules it imports anywhere in its source (lazy ones too)."""
+    """fxcore module ("store.runs") -> the fxcore modules it imports anywhere in its source."""
     import ast
     from pathlib import Path
 
     root = Path(fxcore.__file__).parent
-    names = {p.stem for p in root.glob("*.py")}
+    paths = [p for p in root.rglob("*.py") if p.name != "__init__.py" and p.parent != root]
+    names = {".".join(p.relative_to(root).with_suffix("").parts) for p in paths}
     graph: dict[str, set[str]] = {}
-    for path in root.glob("*.py"):
+    for path in paths:
+        me = ".".join(path.relative_to(root).with_suffix("").parts)
         deps: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                if node.module == "fxcore":
-                    deps |= {a.name for a in node.names if a.name in names}
-                elif node.module.startswith("fxcore."):
-                    deps.add(node.module.split(".")[1])
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("fxcore")
+            ):
+                base = node.module.removeprefix("fxcore").lstrip(".")
+                for a in node.names:
+                    full = f"{base}.{a.name}" if base else a.name
+                    deps.add(full if full in names else base)
             elif isinstance(node, ast.Import):
-                deps |= {a.name.split(".")[1] for a in node.names if a.name.startswith("fxcore.")}
-        graph[path.stem] = deps - {path.stem, "__init__"}
+                deps |= {
+                    a.name.removeprefix("fxcore.")
+                    for a in node.names
+                    if a.name.startswith("fxcore.")
+                }
+        graph[me] = {d for d in deps if d in names} - {me}
     return graph
 
 
@@ -129,17 +154,37 @@ def test_find_cycle_sees_a_circle() -> None:
 
 def test_no_import_circle_between_fxcore_modules() -> None:
     graph = import_graph()
-    assert {"cli", "analysis_cli", "data", "registry", "train", "resume"} <= graph.keys()
+    assert {"cli.main", "cli.commands", "data.base", "data.registry", "train.loop"} <= graph.keys()
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+
+
+def test_every_module_lives_in_a_package_of_the_map() -> None:
+    from pathlib import Path
+
+    root = Path(fxcore.__file__).parent
+    assert {p.name for p in root.glob("*.py")} == {"__init__.py", "__main__.py"}
+    assert {p.name for p in root.iterdir() if p.is_dir() and p.name != "__pycache__"} == set(LAYERS)
+
+
+def test_lower_packages_never_import_higher_ones() -> None:
+    rank = {name: i for i, name in enumerate(LAYERS)}
+    bad = [
+        f"{mod} imports {dep}"
+        for mod, deps in import_graph().items()
+        for dep in deps
+        if rank[dep.split(".")[0]] > rank[mod.split(".")[0]]
+    ]
+    assert not bad, "; ".join(sorted(bad))
 
 
 def test_low_modules_stay_low() -> None:
     """Torch-free foundations import nothing above them; the dataset base knows no dataset."""
     graph = import_graph()
-    assert graph["errors"] == set() and graph["argtypes"] == set()
-    assert graph["registry"] <= {"errors", "data", "celeba", "mnist", "synthfaces"}
-    assert graph["config"] <= {"argtypes", "registry", "errors"}
-    assert graph["data"] <= {"errors"}
+    assert all(graph[m] <= {"core.errors"} for m in graph if m.startswith("core."))
+    sources = {"data.celeba", "data.mnist", "data.synthfaces"}
+    assert graph["data.registry"] <= {"core.errors", "data.base", *sources}
+    assert graph["train.config"] <= {"core.argtypes", "data.registry", "core.errors"}
+    assert graph["data.base"] <= {"core.errors"}
 
 
 # ---------------------------------------------------------------- what each command imports
@@ -204,8 +249,12 @@ def test_modules_stay_small_and_the_library_has_no_streamlit() -> None:
     from pathlib import Path
 
     repo = Path(fxcore.__file__).parents[1]
-    for path in [*repo.glob("fxcore/*.py"), *repo.glob("app/*.py"), *repo.glob("app/views/*.py")]:
+    for path in [
+        *repo.glob("fxcore/**/*.py"),
+        *repo.glob("app/*.py"),
+        *repo.glob("app/views/*.py"),
+    ]:
         lines = len(path.read_text().splitlines())
         assert lines <= 410, f"{path.relative_to(repo)} has {lines} lines; split it by concept"
-    for path in repo.glob("fxcore/*.py"):
+    for path in repo.glob("fxcore/**/*.py"):
         assert "import streamlit" not in path.read_text(), path.name

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from fxcore import trust
-from fxcore.cli import main
-from fxcore.compare_plan import plan_compare
-from fxcore.devices import DEVICE_ENV, resolve_device
-from fxcore.errors import DeviceError
-from fxcore.runs import load_experiment
+from fxcore.cli.main import main
+from fxcore.compare import control as trust
+from fxcore.compare.plan import plan_compare
+from fxcore.core.devices import DEVICE_ENV, resolve_device
+from fxcore.core.errors import DeviceError
+from fxcore.store.runs import load_experiment
 
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 FAST = ["--probe", "8", "--bootstrap", "10"]

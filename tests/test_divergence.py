@@ -11,7 +11,8 @@ from scipy.linalg import orthogonal_procrustes
 from scipy.stats import ortho_group
 from sklearn.neighbors import NearestNeighbors
 
-from fxcore.divergence import (
+from fxcore.core.errors import FxcoreError
+from fxcore.measures.divergence import (
     MEASURES,
     DivergenceMap,
     divergence_map,
@@ -21,9 +22,8 @@ from fxcore.divergence import (
     onset_epoch,
     procrustes_distance,
 )
-from fxcore.errors import FxcoreError
-from fxcore.runs import load_experiment
-from fxcore.uncertainty import gram
+from fxcore.measures.uncertainty import gram
+from fxcore.store.runs import load_experiment
 
 RNG = np.random.default_rng(0)
 

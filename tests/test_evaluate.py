@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from fxcore.evaluate import EvalError, binary_metrics, evaluate_experiment, folder_set
-from fxcore.faces import prepare_upload
-from fxcore.runs import load_experiment
-from fxcore.synthfaces import SynthFaces
+from fxcore.compare.evaluate import EvalError, binary_metrics, evaluate_experiment, folder_set
+from fxcore.data.synthfaces import SynthFaces
+from fxcore.store.runs import load_experiment
+from fxcore.upload.faces import prepare_upload
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = [f"Attr{i}" for i in range(38)] + ["Smiling", "Male"]
@@ -117,7 +117,7 @@ def test_cli_eval_with_a_full_attribute_file_scores_the_images_present(
     file for a subset): the images present are evaluated, the rows without one counted."""
     import shutil
 
-    from fxcore.cli import main
+    from fxcore.cli.main import main
 
     folder, labels = photo_folder
     rows = {f"{i:06d}.png": (int(s), int(m)) for i, (s, m) in enumerate(labels)}

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from fxcore import data, faces
-from fxcore.faces import ImageInputError
+from fxcore.data import base as data
+from fxcore.upload import faces
+from fxcore.upload.faces import ImageInputError
 
 CELEBA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "celeba-10k"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fxcore.cli import main
+from fxcore.cli.main import main
 
 EXPECTED = {
     "tiny-synth": [

@@ -30,8 +30,8 @@ from upload_cases import (
     with_exif_orientation,
 )
 
-from fxcore.data import prepare_pil, to_tensor
-from fxcore.faces import ImageInputError, prepare_upload
+from fxcore.data.base import prepare_pil, to_tensor
+from fxcore.upload.faces import ImageInputError, prepare_upload
 
 # ImageNet normalisation maps [0, 1] into about [-2.12, 2.64].
 LO, HI = (0 - 0.485) / 0.229 - 1e-4, (1 - 0.406) / 0.225 + 1e-4

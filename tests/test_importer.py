@@ -11,11 +11,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from fxcore.checkpoints import CheckpointError
-from fxcore.cli import main
-from fxcore.importer import import_run
-from fxcore.models import build_model
-from fxcore.runs import open_experiment
+from fxcore.cli.main import main
+from fxcore.models.nets import build_model
+from fxcore.store.checkpoints import CheckpointError
+from fxcore.store.importer import import_run
+from fxcore.store.runs import open_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 

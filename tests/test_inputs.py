@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from fixtures_data import make_celeba_fixture
 
-from fxcore import train as train_mod
-from fxcore.analysis import probe_set
-from fxcore.cli import main
-from fxcore.inputs import InputSpec, capabilities, dataset_kwargs, input_spec, load_split
-from fxcore.runs import load_experiment
+from fxcore.cli.main import main
+from fxcore.data.inputs import InputSpec, capabilities, dataset_kwargs, input_spec, load_split
+from fxcore.store.probeset import probe_set
+from fxcore.store.runs import load_experiment
+from fxcore.train import loop as train_mod
 
 APP_DIR = Path(__file__).resolve().parents[1] / "app"
 N = 40  # CelebA fixture rows, all in the official train partition (val is carved)

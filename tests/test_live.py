@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 from fixtures_data import make_mnist_fixture
 
-from fxcore import progress as progress_mod
-from fxcore.cli import build_parser, main
-from fxcore.config import config_from_args
-from fxcore.progress import (
+from fxcore.cli.main import build_parser, main
+from fxcore.store import progress as progress_mod
+from fxcore.store.progress import (
     PROGRESS_FILE,
     Progress,
     ProgressWriter,
@@ -28,8 +27,9 @@ from fxcore.progress import (
     read_progress,
     train_command,
 )
-from fxcore.runs import experiment_stamp, load_experiment
-from fxcore.train import TrainConfig, TrainingInterrupted, train
+from fxcore.store.runs import experiment_stamp, load_experiment
+from fxcore.train.config import config_from_args
+from fxcore.train.loop import TrainConfig, TrainingInterrupted, train
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))  # the trainer and server helpers
@@ -141,7 +141,7 @@ def test_resume_command_reproduces_the_config(tmp_path: Path) -> None:
 
 
 def test_failed_and_interrupted_runs_say_so(mnist_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    import fxcore.train as train_mod
+    import fxcore.train.loop as train_mod
 
     def boom(*a, **k):
         raise RuntimeError("evaluation exploded\nsecond line")

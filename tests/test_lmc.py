@@ -9,8 +9,8 @@ import pytest
 import torch
 from science_fixtures import train_trio
 
-from fxcore.errors import FxcoreError
-from fxcore.lmc import (
+from fxcore.core.errors import FxcoreError
+from fxcore.measures.lmc import (
     ALPHAS,
     ConnectivityMap,
     connectivity,
@@ -20,8 +20,8 @@ from fxcore.lmc import (
     path_errors,
     reestimate_batchnorm,
 )
-from fxcore.models import FCNN3, VGGMini
-from fxcore.runs import load_experiment
+from fxcore.models.nets import FCNN3, VGGMini
+from fxcore.store.runs import load_experiment
 
 X = torch.randn(40, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 Y = (X[:, 0].mean((1, 2)) > 0).numpy().astype(np.float64)

@@ -11,10 +11,10 @@ import torch
 from conftest import TINY_SYNTH
 from safetensors.torch import load_file
 
-import fxcore.train as train_mod
-from fxcore.config import TrainConfig
-from fxcore.errors import CheckpointError, TrainingInterrupted
-from fxcore.train import train
+import fxcore.train.loop as train_mod
+from fxcore.core.errors import CheckpointError, TrainingInterrupted
+from fxcore.train.config import TrainConfig
+from fxcore.train.loop import train
 
 TINY = replace(
     TINY_SYNTH, epochs=2, seed=3, synth_train=40, max_val=16, augment="off", lr_schedule="cosine"

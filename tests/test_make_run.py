@@ -13,9 +13,9 @@ from pathlib import Path
 
 from conftest import TINY_SYNTH
 
-from fxcore import demo
-from fxcore.runs import load_experiment
-from fxcore.train import train
+from fxcore.cli import demo
+from fxcore.store.runs import load_experiment
+from fxcore.train.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = replace(TINY_SYNTH, epochs=2)
@@ -45,7 +45,7 @@ import sys
 from dataclasses import replace
 sys.path.insert(0, sys.argv[2])
 from conftest import TINY_SYNTH
-from fxcore import demo
+from fxcore.cli import demo
 demo.DEMOS = {"tiny-demo": replace(TINY_SYNTH, epochs=50)}
 demo.make_demo(__import__("pathlib").Path(sys.argv[1]))
 """

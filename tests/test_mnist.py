@@ -11,10 +11,10 @@ import pytest
 import torch
 from fixtures_data import make_mnist_fixture, write_idx
 
-from fxcore import mnist as mnist_mod
-from fxcore.data import DataError
-from fxcore.mnist import MNIST, bundled_path, read_idx, read_zarr_zip
-from fxcore.registry import load_dataset
+from fxcore.data import mnist as mnist_mod
+from fxcore.data.base import DataError
+from fxcore.data.mnist import MNIST, bundled_path, read_idx, read_zarr_zip
+from fxcore.data.registry import load_dataset
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MNIST_DIR = SHARED / "mnist"

@@ -35,12 +35,12 @@ import torch
 from fixtures_data import make_mnist_fixture
 from safetensors.torch import load_file
 
-from fxcore import checkpoints
-from fxcore.checkpoints import EPOCH_RE, read_header, read_jsonl, read_meta
-from fxcore.cli import main
-from fxcore.progress import PROGRESS_FILE
-from fxcore.resume import complete_epoch
-from fxcore.runs import open_experiment
+from fxcore.cli.main import main
+from fxcore.store import checkpoints
+from fxcore.store.checkpoints import EPOCH_RE, read_header, read_jsonl, read_meta
+from fxcore.store.progress import PROGRESS_FILE
+from fxcore.store.runs import open_experiment
+from fxcore.train.resume import complete_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTRS = ["even", "large"]
@@ -495,7 +495,7 @@ class _FullDiskFile:
 
 
 def inject_fault(monkeypatch: pytest.MonkeyPatch, kind: str, nth: int) -> list[int]:
-    """From the ``nth`` write in fxcore.checkpoints on, every write fails like a full/read-only
+    """From the ``nth`` write in fxcore.store.checkpoints on, every write fails like a full/read-only
     disk would (``enospc``: partial write then ENOSPC; ``erofs``: open fails with EROFS;
     ``eio``: the final rename fails with EIO). Returns a one-item list counting the writes.
 
@@ -627,8 +627,9 @@ def test_resume_point_survives_optimizer_pruning(mnist_dir: Path, tmp_path: Path
 
 def test_concurrent_explain_on_shared_models_matches_single_user(tiny_root: Path) -> None:
     """4 threads explain different images at different epochs on SHARED model objects."""
-    from fxcore.activations import active_hook_count, conv_layers
-    from fxcore.analysis import explain, probe_set
+    from fxcore.compare.analysis import explain
+    from fxcore.explain.activations import active_hook_count, conv_layers
+    from fxcore.store.probeset import probe_set
 
     exp = open_experiment(tiny_root / "tiny-synth")
     runs = exp.runs[:2]

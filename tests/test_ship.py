@@ -10,10 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fxcore.analysis import cka, run_mean_var
-from fxcore.checkpoints import read_meta
-from fxcore.runs import load_experiment
-from fxcore.ship import ship_experiment
+from fxcore.compare.analysis import cka, run_mean_var
+from fxcore.compare.ship import ship_experiment
+from fxcore.store.checkpoints import read_meta
+from fxcore.store.runs import load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 

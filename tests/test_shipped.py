@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 from fixtures_data import make_celeba_fixture
 
-from fxcore import results
-from fxcore.cli import main
-from fxcore.inputs import DATA_ENV
-from fxcore.runs import load_experiment
-from fxcore.ship import ship_experiment, store_results
-from fxcore.trust import compare
+from fxcore.cli.main import main
+from fxcore.compare.control import compare
+from fxcore.compare.ship import ship_experiment, store_results
+from fxcore.data.inputs import DATA_ENV
+from fxcore.store import results
+from fxcore.store.runs import load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"n_probe": 16, "n_resamples": 20, "seed": 0}

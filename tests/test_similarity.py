@@ -1,4 +1,4 @@
-"""fxcore.similarity: weight dynamics against direct NumPy, CKA against independent formulas."""
+"""fxcore.measures.similarity: weight dynamics against direct NumPy, CKA against independent formulas."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from fxcore import similarity as sim
-from fxcore.similarity import SimilarityError
+from fxcore.measures import similarity as sim
+from fxcore.measures.similarity import SimilarityError
 
 KEYS = ("features.0.weight", "classifier.0.bias")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fxcore.cli import main
+from fxcore.cli.main import main
 
 
 @pytest.fixture

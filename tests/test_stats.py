@@ -1,4 +1,4 @@
-"""fxcore.stats: streamed mean/var against NumPy references, display layouts against loops."""
+"""fxcore.measures.stats: streamed mean/var against NumPy references, display layouts against loops."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from fxcore import stats
-from fxcore.stats import StatsError
+from fxcore.measures import stats
+from fxcore.measures.stats import StatsError
 
 KEY = "features.0.weight"
 

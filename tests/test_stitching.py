@@ -10,10 +10,8 @@ import torch
 from science_fixtures import train_trio
 from torch import nn
 
-from fxcore.errors import FxcoreError
-from fxcore.models import FCNN3, VGGMini
-from fxcore.runs import load_experiment
-from fxcore.stitching import (
+from fxcore.core.errors import FxcoreError
+from fxcore.measures.stitching import (
     Stitched,
     StitchMap,
     block_boundaries,
@@ -22,6 +20,8 @@ from fxcore.stitching import (
     stitching_penalty,
     train_stitch,
 )
+from fxcore.models.nets import FCNN3, VGGMini
+from fxcore.store.runs import load_experiment
 
 
 class OddVGG(nn.Module):

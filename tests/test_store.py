@@ -1,5 +1,5 @@
 """The store owns its format: trainer and importer write experiments, runs and epochs through
-the same calls of :mod:`fxcore.checkpoints`, and never write the files themselves."""
+the same calls of :mod:`fxcore.store.checkpoints`, and never write the files themselves."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import torch
 from conftest import TINY_SYNTH
 from safetensors.torch import save_file
 
-from fxcore import checkpoints, importer
-from fxcore import train as train_mod
-from fxcore.models import build_model
-from fxcore.runs import load_experiment
+from fxcore.models.nets import build_model
+from fxcore.store import checkpoints, importer
+from fxcore.store.runs import load_experiment
+from fxcore.train import loop as train_mod
 
 FXCORE = Path(__file__).resolve().parents[1] / "fxcore"
 RAW_WRITERS = {"atomic_write_json", "atomic_write_bytes", "save_checkpoint", "append_jsonl"}
@@ -105,7 +105,7 @@ def test_only_the_store_writes_store_files() -> None:
 
 
 def test_one_header_parser_for_store_and_stats(tmp_path: Path) -> None:
-    from fxcore.stats import tensor_info
+    from fxcore.measures.stats import tensor_info
 
     t = {"a": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.ones(4).half()}
     path = tmp_path / "x.safetensors"

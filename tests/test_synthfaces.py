@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from fxcore.data import LANDMARK_NAMES, DataError, Sample
-from fxcore.registry import load_dataset
-from fxcore.synthfaces import ATTRIBUTES, REGIONS, SynthFaces, synthfaces_grid
+from fxcore.data.base import LANDMARK_NAMES, DataError, Sample
+from fxcore.data.registry import load_dataset
+from fxcore.data.synthfaces import ATTRIBUTES, REGIONS, SynthFaces, synthfaces_grid
 
 ALL = list(ATTRIBUTES)
 

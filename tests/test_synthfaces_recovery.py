@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from fxcore import trust
-from fxcore.analysis import pick_runs
-from fxcore.attribution import INPUT_METHOD
-from fxcore.runs import open_experiment
+from fxcore.compare import control as trust
+from fxcore.explain.attribution import INPUT_METHOD
+from fxcore.store.runs import open_experiment
+from fxcore.store.select import pick_runs
 
 LEARNED = 0.85  # validation accuracy from which a model counts as having learned its attribute
 EPOCH = 2

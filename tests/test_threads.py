@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fxcore.threads import available_cores, configure
+from fxcore.core.threads import available_cores, configure
 
 ROOT = Path(__file__).resolve().parents[1]
 

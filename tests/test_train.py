@@ -11,11 +11,11 @@ import torch
 from conftest import TINY_SYNTH
 from safetensors.torch import load_file
 
-from fxcore.batches import Dist, epoch_order, plan_batches
-from fxcore.checkpoints import CheckpointError
-from fxcore.metrics import roc_auc
-from fxcore.runs import load_experiment
-from fxcore.train import train
+from fxcore.store.checkpoints import CheckpointError
+from fxcore.store.runs import load_experiment
+from fxcore.train.batches import Dist, epoch_order, plan_batches
+from fxcore.train.loop import train
+from fxcore.train.metrics import roc_auc
 
 TINY = replace(TINY_SYNTH, epochs=2, seed=3, synth_train=48)
 
@@ -120,7 +120,7 @@ def test_roc_auc_matches_pairwise_definition() -> None:
 def test_interrupt_message_before_and_after_the_first_checkpoint(
     tmp_path: Path, tiny_exp: Path
 ) -> None:
-    from fxcore.train import _interrupted
+    from fxcore.train.loop import _interrupted
 
     early = str(_interrupted(tmp_path / "nothing-yet", ["Smiling", "Male"]))
     assert "before the first checkpoint" in early and "--resume" not in early

@@ -1,4 +1,4 @@
-"""compare with controls and intervals (fxcore.trust): L1 vs L2 and L1 vs control, cached."""
+"""compare with controls and intervals (fxcore.compare.control): L1 vs L2 and L1 vs control, cached."""
 
 from __future__ import annotations
 
@@ -11,12 +11,16 @@ import pytest
 import torch
 from conftest import TINY_SYNTH
 
-from fxcore import activations, analysis, gradcam, trust
-from fxcore.activations import layer_grams
-from fxcore.cli import main
-from fxcore.runs import load_experiment
-from fxcore.train import train
-from fxcore.uncertainty import minibatch_cka
+from fxcore.cli.main import main
+from fxcore.compare import analysis
+from fxcore.compare import control as trust
+from fxcore.explain import activations, gradcam
+from fxcore.explain.activations import layer_grams
+from fxcore.measures.uncertainty import minibatch_cka
+from fxcore.store.probeset import probe_set
+from fxcore.store.runs import load_experiment
+from fxcore.store.select import pick_runs
+from fxcore.train.loop import train
 
 CFG = replace(TINY_SYNTH, epochs=2, controls=1)  # 64 train, 32 val images at 32 px
 
@@ -57,9 +61,9 @@ def test_every_pairwise_measure_for_the_pair_and_the_control(result: dict) -> No
 
 def test_cka_value_is_the_minibatch_estimator_on_the_probe_grams(exp_dir: Path) -> None:
     exp = load_experiment(exp_dir)
-    runs = analysis.pick_runs(exp)
+    runs = pick_runs(exp)
     res = analysis.cka(exp, runs, n_probe=32, batch=16, epochs=[2], n_resamples=20)
-    x, _ = analysis.probe_set(exp, 32)
+    x, _ = probe_set(exp, 32)
     ma, mb = runs[0].build_model(2), runs[1].build_model(2)
     ga, gb = layer_grams(ma, x, ["features.7"], 16), layer_grams(mb, x, ["features.7"], 16)
     want = minibatch_cka(ga["features.7"], gb["features.7"], 16)

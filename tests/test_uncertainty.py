@@ -1,10 +1,10 @@
-"""Bootstrap intervals and the permuted-pairing CKA null (fxcore.uncertainty)."""
+"""Bootstrap intervals and the permuted-pairing CKA null (fxcore.measures.uncertainty)."""
 
 import numpy as np
 import pytest
 
-from fxcore.similarity import MinibatchCKA, SimilarityError
-from fxcore.uncertainty import cka_estimate, gram, mean_ci, minibatch_cka, permuted_null
+from fxcore.measures.similarity import MinibatchCKA, SimilarityError
+from fxcore.measures.uncertainty import cka_estimate, gram, mean_ci, minibatch_cka, permuted_null
 
 
 def _population(seed: int = 123):

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 from science_fixtures import train_trio
 
-from fxcore.errors import FxcoreError
-from fxcore.runs import load_experiment
-from fxcore.units import (
+from fxcore.core.errors import FxcoreError
+from fxcore.measures.units import (
     THRESHOLD,
     UnitCorrelation,
     UnitMap,
@@ -21,6 +20,7 @@ from fxcore.units import (
     unit_correspondence,
     unit_view,
 )
+from fxcore.store.runs import load_experiment
 
 RNG = np.random.default_rng(0)
 
@@ -106,7 +106,7 @@ def test_unit_map_starts_with_every_unit_itself(trio) -> None:
 
 
 def test_unit_view_shows_the_same_unit_in_both_models(trio) -> None:
-    from fxcore.analysis import probe_data
+    from fxcore.store.probeset import probe_data
 
     x = probe_data(trio, 12).x
     l1, l2, _ = trio.runs

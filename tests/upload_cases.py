@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fxcore.faces import MAX_PIXELS
+from fxcore.upload.faces import MAX_PIXELS
 
 SEED = 20261127
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -401,7 +401,7 @@ def planned() -> list[tuple[Case, bool]]:
 
 def prepare(case: Case, crop: bool) -> object:
     """The app's upload path on one case: a PreparedImage, or the exception it raised."""
-    from fxcore.faces import prepare_upload
+    from fxcore.upload.faces import prepare_upload
 
     try:
         return prepare_upload(case.data, SIZE, True, crop_face=crop)

@@ -10,19 +10,20 @@ import numpy as np
 import streamlit as st
 import ui
 
-from fxcore.activations import conv_layers, map_ranges, overlay
-from fxcore.align import ALIGN_METHODS
-from fxcore.analysis import ModelView, cam_layer
-from fxcore.attribution import Verdict
-from fxcore.errors import FxcoreError
-from fxcore.faces import PreparedImage, prepare_upload
-from fxcore.inputs import capabilities, input_spec
-from fxcore.runs import Experiment, Run
-from fxcore.sanity import default_layer
-from fxcore.stats import tile_grid
+from fxcore.compare.analysis import ModelView
+from fxcore.core.errors import FxcoreError
+from fxcore.data.inputs import capabilities, input_spec
+from fxcore.explain.activations import conv_layers, map_ranges, overlay
+from fxcore.explain.attribution import Verdict
+from fxcore.explain.layers import cam_layer
+from fxcore.explain.sanity import default_layer
+from fxcore.measures.stats import tile_grid
+from fxcore.store.runs import Experiment, Run
+from fxcore.upload.align import ALIGN_METHODS
+from fxcore.upload.faces import PreparedImage, prepare_upload
 
 SOURCES = ("Sample from the dataset", "Upload a photo")
-# Upload framing -> (crop_face, align) of fxcore.faces.prepare_upload.
+# Upload framing -> (crop_face, align) of fxcore.upload.faces.prepare_upload.
 FRAMINGS = {
     "Align like CelebA": (True, True),
     "Face crop": (True, False),
@@ -162,7 +163,7 @@ def tiles(view: ModelView, lo: float, hi: float) -> np.ndarray:
 
 def region_shares(view: ModelView, masks: dict[str, np.ndarray]) -> str:
     """Grad-CAM share inside the upload's own eye/nose/mouth boxes (from its landmarks)."""
-    from fxcore.similarity import localisation_shares
+    from fxcore.measures.similarity import localisation_shares
 
     cam = np.asarray(view.cam_positive, np.float64)
     if not masks or cam.shape != next(iter(masks.values())).shape:

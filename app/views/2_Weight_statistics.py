@@ -9,8 +9,15 @@ import numpy as np
 import streamlit as st
 import ui
 
-from fxcore.runs import Run
-from fxcore.stats import layout_2d, layout_shape, mnist_unit_tiles, tile_grid, tile_index, window
+from fxcore.measures.stats import (
+    layout_2d,
+    layout_shape,
+    mnist_unit_tiles,
+    tile_grid,
+    tile_index,
+    window,
+)
+from fxcore.store.runs import Run
 
 WINDOW = 256
 
@@ -30,7 +37,7 @@ def layout_note(shape: tuple[int, ...]) -> str:
 
 
 def axis_names(shape: tuple[int, ...]) -> tuple[str, str]:
-    """(x, y) axis titles of a weight map laid out by :func:`fxcore.stats.layout_2d`."""
+    """(x, y) axis titles of a weight map laid out by :func:`fxcore.measures.stats.layout_2d`."""
     if len(shape) == 4:
         return "in-channel × kernel column", "out-channel × kernel row"
     if len(shape) == 2:

@@ -10,9 +10,9 @@ import streamlit as st
 import trust_view  # control run, intervals, layers and methods, probes
 import ui
 
-from fxcore.data import REGIONS
-from fxcore.inputs import capabilities
-from fxcore.runs import Experiment, Run
+from fxcore.data.base import REGIONS
+from fxcore.data.inputs import capabilities
+from fxcore.store.runs import Experiment, Run
 
 MEASURES = {
     "drift": ("drift_a", "drift_b", "Relative drift from init ‖Wₜ − W₀‖ / ‖W₀‖"),

@@ -9,8 +9,8 @@ import plotly.graph_objects as go
 import streamlit as st
 import ui
 
-from fxcore.inputs import capabilities
-from fxcore.runs import Experiment
+from fxcore.data.inputs import capabilities
+from fxcore.store.runs import Experiment
 
 
 def rates_figure(names: list[str], rates: np.ndarray, chosen: list[str], title: str) -> go.Figure:
