@@ -13,7 +13,7 @@
 #  5. trains a tiny SynthFaces pair inside the container into a mounted folder owned by the image's
 #     UID and checks from the host that `fxcore runs` lists it with its epochs;
 #  6. runs the train-multi command line (torchrun, 2 processes, --device cpu, gloo) for one epoch;
-#  7. prints the figures (build times, image size, time to healthy).
+#  7. prints the figures (build times, image size, time to healthy, health latency, load).
 #
 # Containers, the image and the temporary folders are removed however it ends, and the build cache
 # too when it started the engine itself; the base image stays.
@@ -32,6 +32,8 @@ HEALTH_WAIT_S=300 # hang guard only
 CA_BUNDLE="${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 NICE=(nice -n 10)
 
+START=$(date +%s.%N)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 WORK="$(mktemp -d /var/tmp/fxcore-docker-check.XXXXXX)"
 APP=""
 DOCKERD_PID=""
@@ -162,6 +164,34 @@ WHO=$("$DOCKER" exec "$APP" id -u)
 PS_UID=$("$DOCKER" top "$APP" -o pid,uid,args | awk 'NR > 1 && /streamlit/ {print $2; exit}')
 [ "$PS_UID" = "$APP_UID" ] || fail "streamlit runs as UID ${PS_UID:-?}, expected $APP_UID"
 echo "/_stcore/health answered ok on 127.0.0.1:$PORT after ${ANSWER_S}s; Docker: healthy after ${HEALTHY_S}s"
+# Latency of the health endpoint through the published port, and how long Docker's own
+# HEALTHCHECK probes took (a python started in the container: it must stay well under --timeout).
+LATENCY=$("$PY" - "$PORT" <<'EOF'
+import statistics, sys, time, urllib.request
+
+url = f"http://127.0.0.1:{sys.argv[1]}/_stcore/health"
+ms = []
+for _ in range(20):
+    t = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=5) as r:
+        assert r.status == 200 and r.read() == b"ok"
+    ms.append((time.perf_counter() - t) * 1e3)
+print(f"{statistics.median(ms):.1f} ms median, {max(ms):.1f} ms max (20 requests)")
+EOF
+)
+PROBE=$("$DOCKER" inspect --format '{{json .State.Health.Log}}' "$APP" | "$PY" -c '
+import json, re, sys
+from datetime import datetime
+
+def t(s):  # RFC 3339 with nanoseconds: keep microseconds for fromisoformat
+    return datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", s).replace("Z", "+00:00"))
+
+log = json.load(sys.stdin)
+assert log and all(p["ExitCode"] == 0 for p in log), log
+d = [(t(p["End"]) - t(p["Start"])).total_seconds() for p in log]
+print(f"{max(d):.2f} s (longest of {len(d)})")
+')
+echo "/_stcore/health latency: $LATENCY; HEALTHCHECK probe: $PROBE"
 echo "streamlit runs as UID $PS_UID (the image's user), ./checkpoints mounted read-only"
 [ -d "$REPO/checkpoints/$EXPERIMENT" ] || fail "checkpoints/$EXPERIMENT not found"
 "$PY" "$REPO/deploy/browser_check.py" "http://127.0.0.1:$PORT" "$EXPERIMENT"
@@ -211,12 +241,16 @@ check_runs synth-multi
 # ------------------------------------------------------------------------------------- 7. report
 [ -n "$DOCKERD_PID" ] || echo "(the engine was running already: its build cache is left; docker builder prune frees it)"
 say "docker-check passed $(date -u '+%F %H:%M UTC') on $(nproc) CPUs, engine $("$DOCKER" version --format '{{.Server.Version}}')"
+echo "  load average (1, 5, 15 min): $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 printf '  %-44s %s\n' \
+    "whole check (venv not included)" "$(since "$START") s" \
     "local base (debootstrap + import)" "${BASE_S} s" \
     "cold build (--no-cache)" "${COLD_S} s" \
     "rebuild after one source file changed" "${WARM_S} s (dependency layers reused)" \
     "image size" "$(awk -v b="$SIZE_B" 'BEGIN {printf "%.2f GB", b / 1e9}')" \
     "app: /_stcore/health answers" "${ANSWER_S} s after docker run" \
     "app: Docker reports healthy" "${HEALTHY_S} s after docker run" \
+    "app: /_stcore/health latency (host, port)" "$LATENCY" \
+    "app: HEALTHCHECK probe in the container" "$PROBE" \
     "train (1 tiny epoch, container start incl.)" "${TRAIN_S} s" \
     "train-multi (torchrun x2, gloo)" "${MULTI_S} s"
