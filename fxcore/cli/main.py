@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -54,6 +55,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     out = train(cfg, args.out, resume=args.resume, force=args.force)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun every rank trains; rank 0 alone reports, as it alone writes
     print(f"done: {out}  (explore with: python -m fxcore runs --root {out.parent})")
     return 0
 
