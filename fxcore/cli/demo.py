@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from fxcore.compare.analysis import compare
+from fxcore.compare.control import compare
 from fxcore.data.base import DataError
 from fxcore.store.checkpoints import CheckpointError
 from fxcore.store.runs import load_experiment
@@ -143,7 +143,7 @@ def _train_one(out: Path, name: str, cfg: TrainConfig) -> Path:
     path = train(cfg, out, resume=(out / "experiment.json").is_file())
     t1 = time.perf_counter()
     try:
-        # Drift, CKA and attention shares, cached in <out>/.fxcore-cache/ as `compare` does.
+        # Everything `compare` and the Training dynamics page show, cached in <out>/.fxcore-cache/.
         compare(load_experiment(out), n_probe=PROBE)
         cached = f"comparison cached in {time.perf_counter() - t1:.0f} s"
     except (CheckpointError, DataError, OSError, ValueError) as exc:

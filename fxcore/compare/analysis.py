@@ -1,9 +1,8 @@
-"""Experiment-level analysis: the one call each CLI command and app page makes.
+"""The cached call of each measure that a CLI command or an app page asks for on its own.
 
 Glues the run store to the numerics in ``stats``, ``similarity`` and ``activations``. The expensive
-measures (weight dynamics, CKA, attention localisation) are cached as JSON next to the experiment in
-``<experiment>/.fxcore-cache/``, keyed by the parameters and by every epoch file's size and mtime,
-so a changed or re-trained run is never served stale numbers.
+measures (weight dynamics, CKA, attention localisation) go through :func:`fxcore.store.cache.cached`;
+:func:`fxcore.compare.control.compare` puts them beside the control with intervals.
 
 Torch, Captum and the datasets are imported by the functions that run models, so the weight
 statistics (``stats``, the Weight statistics page) load numpy only.
@@ -13,12 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fxcore.core.steps import quiet
-from fxcore.data.inputs import capabilities
 from fxcore.explain.layers import cam_layer, layer_names
 from fxcore.measures.similarity import MinibatchCKA, region_shares, weight_dynamics
 from fxcore.measures.stats import layout_2d, mean_var, pool_to_budget
@@ -26,7 +24,7 @@ from fxcore.store.cache import cached, layers_param
 from fxcore.store.checkpoints import CheckpointError
 from fxcore.store.probeset import probe_set
 from fxcore.store.runs import Experiment, Run, common_epochs
-from fxcore.store.select import epoch_span, pick_runs
+from fxcore.store.select import epoch_span
 
 if TYPE_CHECKING:
     import torch
@@ -250,22 +248,6 @@ def localisation(
         }
 
     return cached(exp, "localisation", runs, eps, params, compute)
-
-
-def compare(exp: Experiment, run_names: Sequence[str] | None = None, n_probe: int = 128) -> dict:
-    """Everything ``compare --json`` prints: dynamics, CKA and localisation for two runs."""
-    runs = pick_runs(exp, run_names)
-    result: dict[str, Any] = {
-        "experiment": exp.name,
-        "runs": [r.name for r in runs],
-        "dynamics": dynamics(exp, runs),
-    }
-    can = capabilities(exp.info)
-    if len(runs) >= 2 and can.probe_images:
-        result["cka"] = cka(exp, runs, n_probe=n_probe)
-    if can.face_regions:
-        result["localisation"] = localisation(exp, runs, n_probe=n_probe)
-    return result
 
 
 # ---------------------------------------------------------------- one image
