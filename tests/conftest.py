@@ -51,6 +51,18 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def tiny_trio(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny-trio``: :data:`TINY_SYNTH` for 2 epochs with L1's control (Smiling, Male,
+    Smiling-control1), trained once per session and shared by every module that compares against a
+    control. Modules only read it (and add to its result cache, which is keyed by parameters)."""
+    from dataclasses import replace
+
+    return train(
+        replace(TINY_SYNTH, epochs=2, controls=1), tmp_path_factory.mktemp("trio") / "tiny-trio"
+    )
+
+
 SYNTH_SEEDS = (0, 1, 2)
 
 

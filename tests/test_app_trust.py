@@ -4,15 +4,12 @@ mean maps and the probe heatmap are drawn for an experiment with a control run."
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import TINY_SYNTH
 
 from fxcore.compare import control as trust
 from fxcore.store.runs import load_experiment
-from fxcore.train.loop import train
 
 APP_DIR = Path(__file__).resolve().parents[1] / "app"
 HOME, DYNAMICS = str(APP_DIR / "Home.py"), "views/3_Training_dynamics.py"
@@ -23,18 +20,16 @@ sys.path.insert(0, str(APP_DIR))
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("ckpt")
-    exp = train(replace(TINY_SYNTH, epochs=1, controls=1), root / "with-control")
+def root(tiny_trio: Path) -> Path:
     # What `fxcore compare` leaves on disk; the page then only reads and draws.
-    trust.compare(load_experiment(exp), ["Smiling", "Male"], n_probe=16, n_resamples=20)
-    return root
+    trust.compare(load_experiment(tiny_trio), ["Smiling", "Male"], n_probe=16, n_resamples=20)
+    return tiny_trio.parent
 
 
 def test_control_intervals_shares_maps_and_probes_are_drawn(root: Path, monkeypatch) -> None:
     monkeypatch.setenv("FXCORE_CHECKPOINTS", str(root))
     at = AppTest.from_file(HOME, default_timeout=300)
-    at.session_state["experiment"] = "with-control"
+    at.session_state["experiment"] = "tiny-trio"
     at.run()
     at.switch_page(DYNAMICS)
     for key, value in {

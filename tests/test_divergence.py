@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from science_fixtures import train_trio
 from scipy.linalg import orthogonal_procrustes
 from scipy.stats import ortho_group
 from sklearn.neighbors import NearestNeighbors
@@ -153,8 +152,8 @@ def test_onset_refuses_series_of_different_lengths() -> None:
 
 
 @pytest.fixture(scope="module")
-def trio(tmp_path_factory):
-    return load_experiment(train_trio(tmp_path_factory.mktemp("trio")))
+def trio(tiny_trio):
+    return load_experiment(tiny_trio)
 
 
 def test_divergence_map_has_pair_and_control_per_layer_and_epoch(trio) -> None:

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from science_fixtures import train_trio
 
 from fxcore.core.errors import FxcoreError
 from fxcore.measures.lmc import (
@@ -78,8 +77,8 @@ def test_barrier_on_hand_made_error_curves() -> None:
 
 
 @pytest.fixture(scope="module")
-def trio(tmp_path_factory):
-    return load_experiment(train_trio(tmp_path_factory.mktemp("trio")))
+def trio(tiny_trio):
+    return load_experiment(tiny_trio)
 
 
 def test_connectivity_of_l1_and_its_control(trio) -> None:

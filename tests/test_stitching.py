@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from science_fixtures import train_trio
 from torch import nn
 
 from fxcore.core.errors import FxcoreError
@@ -101,8 +100,8 @@ def test_only_the_stitch_trains_and_its_loss_falls() -> None:
 
 
 @pytest.fixture(scope="module")
-def trio(tmp_path_factory):
-    return load_experiment(train_trio(tmp_path_factory.mktemp("trio")))
+def trio(tiny_trio):
+    return load_experiment(tiny_trio)
 
 
 def test_stitch_map_of_the_pair_and_the_control(trio) -> None:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_SYNTH
 
 from fxcore.cli.main import main
 from fxcore.compare import analysis
@@ -20,14 +18,11 @@ from fxcore.measures.uncertainty import minibatch_cka
 from fxcore.store.probeset import probe_set
 from fxcore.store.runs import load_experiment
 from fxcore.store.select import pick_runs
-from fxcore.train.loop import train
-
-CFG = replace(TINY_SYNTH, epochs=2, controls=1)  # 64 train, 32 val images at 32 px
 
 
 @pytest.fixture(scope="module")
-def exp_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train(CFG, tmp_path_factory.mktemp("trust") / "pair")
+def exp_dir(tiny_trio: Path) -> Path:
+    return tiny_trio  # 64 train, 32 val images at 32 px, 2 epochs, L1's control
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from science_fixtures import train_trio
 
 from fxcore.core.errors import FxcoreError
 from fxcore.measures.units import (
@@ -85,8 +84,8 @@ def test_diverging_units_are_ordered_by_when_they_leave_for_good() -> None:
 
 
 @pytest.fixture(scope="module")
-def trio(tmp_path_factory):
-    return load_experiment(train_trio(tmp_path_factory.mktemp("trio")))
+def trio(tiny_trio):
+    return load_experiment(tiny_trio)
 
 
 def test_unit_map_starts_with_every_unit_itself(trio) -> None:

@@ -1,0 +1,1 @@
+"""``python -m fxcore``: the commands; each imports only what it uses."""

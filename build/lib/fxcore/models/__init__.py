@@ -1,0 +1,1 @@
+"""The architectures and how a model is built from its name and loaded from a weights file."""

@@ -1,0 +1,1 @@
+"""The lockstep trainer: its config, batches and augmentation, metrics, resumption."""
