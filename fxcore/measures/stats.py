@@ -169,14 +169,6 @@ def load_tensor(path: PathLike, key: str) -> np.ndarray:
     return out.reshape(info.shape)
 
 
-def mean_var_reference(paths: Sequence[PathLike], key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Reference for :func:`mean_var`: stack every epoch (float64), then ``mean``/``var``."""
-    if len(paths) == 0:
-        raise StatsError("no checkpoint paths given; pass one safetensors file per epoch.")
-    stack = np.stack([load_tensor(p, key) for p in paths])  # (E, *shape)
-    return stack.mean(0).astype(np.float32), stack.var(0).astype(np.float32)
-
-
 def layout_2d(t: np.ndarray) -> np.ndarray:
     """Arrange a weight tensor as a 2-D map for display.
 

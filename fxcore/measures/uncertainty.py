@@ -130,22 +130,3 @@ def half_sample_ci(
     dev = stats - stats.mean()
     alpha = (1.0 - level) / 2.0
     return float(value + np.quantile(dev, alpha)), float(value + np.quantile(dev, 1.0 - alpha))
-
-
-def cka_estimate(
-    k: np.ndarray,
-    ll: np.ndarray,
-    batch: int = 32,
-    n_resamples: int = 200,
-    seed: int = 0,
-    level: float = LEVEL,
-) -> dict[str, float]:
-    """Minibatch CKA with its half-sampling interval over images and the permuted-pairing null.
-
-    Returns ``value``, ``low``, ``high`` and ``null``.
-    """
-    value = minibatch_cka(k, ll, batch)
-    low, high = half_sample_ci(
-        lambda idx: minibatch_cka(k, ll, batch, idx), k.shape[0], value, n_resamples, seed, level
-    )
-    return {"value": value, "low": low, "high": high, "null": permuted_null(k, ll, batch, seed)}
